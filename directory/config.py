@@ -1,0 +1,249 @@
+"""``roster.yaml``: which apps Roster provisions and how, validated with pydantic.
+
+Found through ``--config``, then ``ROSTER_CONFIG``, then ``./roster.yaml``. Every error
+names the file, the key path (``apps[0].base_url``) and what is wrong. Tokens are never
+in the file: an app names the environment variable that holds its token.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+WORK_EMAIL = 'emails[type eq "work"].value'
+
+#: Directory fields a mapping may read. ``manager`` is a reference: it resolves to the
+#: manager's account id in the same app.
+DIRECTORY_FIELDS = (
+    "user_id",
+    "user_name",
+    "email",
+    "given_name",
+    "family_name",
+    "display_name",
+    "department",
+    "title",
+    "employee_number",
+    "manager",
+    "active",
+)
+REFERENCE_FIELDS = frozenset({"manager"})
+
+#: RFC 7643 §4.1 core User plus §4.3 enterprise extension.
+DEFAULT_MAPPING: dict[str, str] = {
+    "userName": "user_name",
+    "externalId": "user_id",
+    "name.givenName": "given_name",
+    "name.familyName": "family_name",
+    "displayName": "display_name",
+    WORK_EMAIL: "email",
+    "title": "title",
+    "active": "active",
+    f"{ENTERPRISE}:department": "department",
+    f"{ENTERPRISE}:employeeNumber": "employee_number",
+    f"{ENTERPRISE}:manager.value": "manager",
+}
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DEACTIVATE = "deactivate"
+    DELETE = "delete"
+
+
+class DeprovisionMode(StrEnum):
+    DEACTIVATE = "deactivate"
+    DELETE = "delete"
+
+
+class MissingPolicy(StrEnum):
+    """What to do when a linked account is gone from the app (404 on update)."""
+
+    RECREATE = "recreate"
+    REPORT = "report"
+
+
+class UpdateMethod(StrEnum):
+    """RFC 7644 §3.5: PATCH is optional; ``auto`` reads /ServiceProviderConfig."""
+
+    AUTO = "auto"
+    PATCH = "patch"
+    PUT = "put"
+
+
+class ConfigError(Exception):
+    """A configuration file is missing or invalid. The message says where and why."""
+
+
+class Constant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    constant: str | bool
+
+
+class Safety(BaseModel):
+    """The hold on destructive actions: more than ``max_deprovision_share`` of an app's
+    linked accounts, and more than ``min_deprovision_count`` of them, is held for review."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_deprovision_share: float = Field(0.2, ge=0, le=1)
+    min_deprovision_count: int = Field(10, ge=0)
+
+
+class AppConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    connector: Literal["scim"]
+    base_url: HttpUrl
+    token_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    #: target attribute path -> directory field, ``{constant: value}``, or null to drop
+    #: a default entry. Merged over DEFAULT_MAPPING.
+    mapping: dict[str, str | Constant | None] = Field(default_factory=dict)
+    match_on: list[str] = Field(default_factory=lambda: ["userName", WORK_EMAIL])
+    actions: set[Action] = Field(
+        default_factory=lambda: {Action.CREATE, Action.UPDATE, Action.DEACTIVATE}
+    )
+    deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
+    on_missing: MissingPolicy = MissingPolicy.RECREATE
+    update_method: UpdateMethod = UpdateMethod.AUTO
+    page_size: int = Field(500, ge=1, le=10_000)
+    concurrency: int = Field(4, ge=1, le=64)
+    rate_limit: float | None = Field(None, gt=0, description="requests per second")
+    timeout: float = Field(30.0, gt=0, description="seconds per request")
+    max_retries: int = Field(4, ge=0, le=20)
+    verify_tls: bool = True
+    safety: Safety | None = None
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_fields(
+        cls, mapping: dict[str, str | Constant | None]
+    ) -> dict[str, str | Constant | None]:
+        for target, source in mapping.items():
+            if isinstance(source, str) and source not in DIRECTORY_FIELDS:
+                raise ValueError(
+                    f"{target!r} maps from unknown directory field {source!r}; "
+                    f"known fields: {', '.join(DIRECTORY_FIELDS)}"
+                )
+        return mapping
+
+    @model_validator(mode="after")
+    def _match_on_mapped(self) -> AppConfig:
+        missing = [path for path in self.match_on if path not in self.effective_mapping]
+        if missing:
+            raise ValueError(f"match_on names unmapped attributes: {', '.join(missing)}")
+        if self.deprovision is DeprovisionMode.DELETE and Action.DELETE not in self.actions:
+            raise ValueError("deprovision: delete needs 'delete' in actions")
+        return self
+
+    @property
+    def effective_mapping(self) -> dict[str, str | Constant]:
+        """DEFAULT_MAPPING with this app's entries merged over it."""
+        merged: dict[str, str | Constant] = dict(DEFAULT_MAPPING)
+        for target, source in self.mapping.items():
+            if source is None:
+                merged.pop(target, None)
+            else:
+                merged[target] = source
+        return merged
+
+    def token(self) -> str:
+        """The bearer token, read from the environment at the moment of use."""
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise ConfigError(
+                f"app {self.name!r}: environment variable {self.token_env} is not set"
+            )
+        return value
+
+
+class RosterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str | None = None
+    safety: Safety = Field(default_factory=Safety)
+    apps: list[AppConfig] = Field(default_factory=list)
+
+    @field_validator("apps")
+    @classmethod
+    def _unique_names(cls, apps: list[AppConfig]) -> list[AppConfig]:
+        names = [app.name for app in apps]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"app names must be unique: {', '.join(duplicates)}")
+        return apps
+
+    def app(self, name: str) -> AppConfig:
+        for app in self.apps:
+            if app.name == name:
+                return app
+        known = ", ".join(a.name for a in self.apps) or "none"
+        raise ConfigError(f"no app named {name!r} in the configuration (apps: {known})")
+
+    def safety_for(self, app: AppConfig) -> Safety:
+        return app.safety or self.safety
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """``--config``, then ``ROSTER_CONFIG``, then ``./roster.yaml``; None if none exists."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get("ROSTER_CONFIG"):
+        return Path(env)
+    default = Path("roster.yaml")
+    return default if default.exists() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> RosterConfig:
+    """Load and validate the configuration; an absent default file means no apps."""
+    path = find_config_path(explicit)
+    if path is None:
+        return RosterConfig()
+    if not path.exists():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(raw if raw is not None else {}, source=str(path))
+
+
+def parse_config(raw: Any, source: str = "<config>") -> RosterConfig:
+    try:
+        return RosterConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for error in exc.errors():
+        lines.append(f"  {_key_path(error['loc'])}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in {"str", "Constant", "constrained-str"} or part.startswith("function-"):
+            continue  # pydantic's union-branch labels, not keys the user wrote
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"

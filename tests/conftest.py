@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from tests.scim_apps import InProcessScim
+
+POSTGRES_URL_ENV = "ROSTER_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def scim() -> InProcessScim:
+    """A fresh multi-tenant scim2-server, in-process."""
+    return InProcessScim()
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_URL_ENV} "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
+        )
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a throwaway schema, dropped afterwards."""
+    base = _postgres_url()
+    schema = f"roster_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Every store test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'roster.db'}"
+    return request.getfixturevalue("postgres_url")
