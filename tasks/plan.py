@@ -1,0 +1,487 @@
+"""The plan: a pure function from (desired, actual, links) to one row per account and what to do.
+
+No I/O, no clock, no Prefect. Every account lands in exactly one named situation
+(after midPoint's synchronization situations)::
+
+    situation      when                                                  action
+    -------------  ----------------------------------------------------  -------------------
+    missing        in scope, no link, no matching account                create
+    matched        in scope, no link, one account matches                link (+ update)
+    in_sync        linked, attributes equal                              none
+    drifted        linked, attributes differ                             update (changed only)
+    gone           linked, the account vanished from the app             create | report | unlink
+    deprovision    linked, no longer in scope (unassigned or inactive)   deactivate | delete
+    deprovisioned  linked, out of scope, already inactive                none
+    orphan         app account with no directory user                    report
+    unmanaged      app account of a directory user out of scope          report
+    disputed       one account for several users, or several for one     report
+
+Actions the app does not enable become ``report`` with a note; ``guard`` may then hold
+destructive ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from directory.config import (
+    REFERENCE_FIELDS,
+    WORK_EMAIL,
+    Action,
+    AppConfig,
+    Constant,
+    DeprovisionMode,
+    MissingPolicy,
+)
+
+
+class Situation(StrEnum):
+    MISSING = "missing"
+    MATCHED = "matched"
+    IN_SYNC = "in_sync"
+    DRIFTED = "drifted"
+    GONE = "gone"
+    DEPROVISION = "deprovision"
+    DEPROVISIONED = "deprovisioned"
+    ORPHAN = "orphan"
+    UNMANAGED = "unmanaged"
+    DISPUTED = "disputed"
+
+
+class PlannedAction(StrEnum):
+    CREATE = "create"
+    LINK = "link"
+    UPDATE = "update"
+    DEACTIVATE = "deactivate"
+    DELETE = "delete"
+    UNLINK = "unlink"
+    NONE = "none"
+    REPORT = "report"
+
+
+#: Actions that take access away; the guard counts and may hold them.
+DESTRUCTIVE = frozenset({PlannedAction.DEACTIVATE, PlannedAction.DELETE})
+#: Actions that send a request to the app.
+WRITES = frozenset(
+    {
+        PlannedAction.CREATE,
+        PlannedAction.LINK,
+        PlannedAction.UPDATE,
+        PlannedAction.DEACTIVATE,
+        PlannedAction.DELETE,
+    }
+)
+_GATES = {
+    PlannedAction.CREATE: Action.CREATE,
+    PlannedAction.UPDATE: Action.UPDATE,
+    PlannedAction.DEACTIVATE: Action.DEACTIVATE,
+    PlannedAction.DELETE: Action.DELETE,
+}
+
+PLAN_COLUMNS = [
+    "user_id",
+    "user_name",
+    "remote_id",
+    "situation",
+    "action",
+    "match_attr",
+    "origin",
+    "changes",
+    "note",
+    "held",
+]
+
+
+@dataclass(frozen=True)
+class PlanRules:
+    """The per-app settings the plan needs, nothing else (so tests build them literally)."""
+
+    targets: tuple[str, ...]
+    match_on: tuple[str, ...] = ("userName", WORK_EMAIL)
+    references: frozenset[str] = frozenset()
+    #: compared case-insensitively (RFC 7643 §4.1.1: userName is caseExact=false)
+    case_insensitive: frozenset[str] = frozenset({"userName", WORK_EMAIL})
+    deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
+    on_missing: MissingPolicy = MissingPolicy.RECREATE
+    actions: frozenset[Action] = field(
+        default_factory=lambda: frozenset({Action.CREATE, Action.UPDATE, Action.DEACTIVATE})
+    )
+
+    @classmethod
+    def for_app(cls, app: AppConfig) -> PlanRules:
+        mapping = app.effective_mapping
+        refs = {
+            t for t, s in mapping.items() if not isinstance(s, Constant) and s in REFERENCE_FIELDS
+        }
+        return cls(
+            targets=tuple(mapping),
+            match_on=tuple(app.match_on),
+            references=frozenset(refs),
+            case_insensitive=frozenset({"userName", WORK_EMAIL} & set(mapping)),
+            deprovision=app.deprovision,
+            on_missing=app.on_missing,
+            actions=frozenset(app.actions),
+        )
+
+
+def plan_changes(
+    desired: pd.DataFrame, actual: pd.DataFrame, links: pd.DataFrame, rules: PlanRules
+) -> pd.DataFrame:
+    """Classify every directory user and every app account; see the module docstring.
+
+    ``desired``: user_id, user_name, in_scope and one column per target (``build_desired``).
+    ``actual``: remote_id and one column per target, as the app reports them.
+    ``links``: user_id, remote_id, attr_hash, status.
+    Returns PLAN_COLUMNS plus ``attr_hash`` (hash of the desired attributes), one row per
+    account or user concerned; users out of scope with nothing in the app are left out.
+    """
+    actual = _with_targets(actual, rules.targets)
+    live = links[links["remote_id"].isin(actual["remote_id"])]
+    dead_users = set(links.loc[~links.index.isin(live.index), "user_id"])
+
+    joined = desired.merge(
+        live[["user_id", "remote_id", "attr_hash", "status"]].rename(
+            columns={"attr_hash": "last_hash", "status": "link_status"}
+        ),
+        on="user_id",
+        how="left",
+    )
+    is_linked = joined["remote_id"].notna()
+    unlinked = joined[~is_linked]
+    free = actual[~actual["remote_id"].isin(live["remote_id"])]
+    match = match_accounts(unlinked, free, rules)
+
+    owner = pd.concat(
+        [
+            pd.Series(live["user_id"].to_numpy(), index=live["remote_id"].to_numpy()),
+            pd.Series(match.pairs["user_id"].to_numpy(), index=match.pairs["remote_id"].to_numpy()),
+        ]
+    )
+    actual_by_id = _translate_references(actual, rules.references, owner).set_index("remote_id")
+
+    parts = [
+        _plan_linked(joined[is_linked], actual_by_id, rules),
+        _plan_matched(unlinked, match.pairs, actual_by_id, rules),
+        _plan_unmatched(unlinked, match, dead_users, rules),
+        _plan_free_accounts(free, match),
+    ]
+    plan = _gate_disabled_actions(_concat(parts), rules)
+    plan["held"] = False
+    plan["attr_hash"] = _hashes_for_writes(plan, desired, rules)
+    return plan[[*PLAN_COLUMNS, "attr_hash"]].reset_index(drop=True)
+
+
+# -- matching ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Matches:
+    #: user_id, remote_id, match_attr
+    pairs: pd.DataFrame
+    disputed_users: dict[str, list[str]]
+    disputed_accounts: dict[str, list[str]]
+
+
+def match_accounts(users: pd.DataFrame, accounts: pd.DataFrame, rules: PlanRules) -> Matches:
+    """Pair unlinked users with free accounts, one match attribute at a time, in order.
+
+    A value shared by several users or several accounts matches nobody: both sides are
+    disputed and leave the pool, because guessing would hand someone another person's account.
+    """
+    pairs: list[pd.DataFrame] = []
+    disputed_users: dict[str, list[str]] = {}
+    disputed_accounts: dict[str, list[str]] = {}
+    user_pool, account_pool = users, accounts
+    for attr in rules.match_on:
+        folded = attr in rules.case_insensitive
+        left = pd.DataFrame({"user_id": user_pool["user_id"], "key": _key(user_pool[attr], folded)})
+        right = pd.DataFrame(
+            {"remote_id": account_pool["remote_id"], "key": _key(account_pool[attr], folded)}
+        )
+        hits = left[left["key"] != ""].merge(right[right["key"] != ""], on="key")
+        per_user = hits.groupby("user_id")["remote_id"].transform("size")
+        per_account = hits.groupby("remote_id")["user_id"].transform("size")
+        clean = hits[(per_user == 1) & (per_account == 1)]
+        messy = hits[(per_user > 1) | (per_account > 1)]
+        for user_id, group in messy.groupby("user_id"):
+            disputed_users.setdefault(str(user_id), []).extend(group["remote_id"])
+        for remote_id, group in messy.groupby("remote_id"):
+            disputed_accounts.setdefault(str(remote_id), []).extend(group["user_id"])
+        pairs.append(clean[["user_id", "remote_id"]].assign(match_attr=attr))
+        taken_users = set(hits["user_id"])
+        taken_accounts = set(hits["remote_id"])
+        user_pool = user_pool[~user_pool["user_id"].isin(taken_users)]
+        account_pool = account_pool[~account_pool["remote_id"].isin(taken_accounts)]
+    all_pairs = (
+        pd.concat(pairs, ignore_index=True)
+        if pairs
+        else pd.DataFrame(columns=["user_id", "remote_id", "match_attr"])
+    )
+    return Matches(all_pairs, disputed_users, disputed_accounts)
+
+
+def _key(values: pd.Series, folded: bool) -> pd.Series:
+    text = values.astype("string").fillna("").str.strip()
+    return (text.str.lower() if folded else text).astype(object)
+
+
+# -- the four kinds of rows -----------------------------------------------------------------
+
+
+def _plan_linked(
+    linked: pd.DataFrame, actual_by_id: pd.DataFrame, rules: PlanRules
+) -> pd.DataFrame:
+    remote = actual_by_id.loc[linked["remote_id"]]
+    in_scope = linked["in_scope"].to_numpy(dtype=bool)
+    scoped, scoped_remote = linked[in_scope], remote[in_scope]
+    changes = diff_attributes(scoped, scoped_remote, rules)
+    drifted = np.array([c is not None for c in changes], dtype=bool)
+    same_hash = np.zeros(len(scoped), dtype=bool)
+    if drifted.any():
+        hashes = attribute_hash(scoped[drifted], rules.targets)
+        same_hash[drifted] = (scoped.loc[drifted, "last_hash"] == hashes).to_numpy()
+    kept = _rows(
+        scoped,
+        situation=np.where(drifted, Situation.DRIFTED, Situation.IN_SYNC),
+        action=np.where(drifted, PlannedAction.UPDATE, PlannedAction.NONE),
+        changes=changes,
+        origin=np.where(drifted, np.where(same_hash, "app", "directory"), None),
+    )
+    return _concat([kept, _plan_deprovision(linked[~in_scope], remote[~in_scope], rules)])
+
+
+def _plan_deprovision(
+    leaving: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules
+) -> pd.DataFrame:
+    if "active" in remote.columns:
+        inactive = remote["active"].map(lambda v: v is False or v == "false").to_numpy(dtype=bool)
+    else:
+        inactive = (leaving["link_status"] == "deactivated").to_numpy(dtype=bool)
+    delete = rules.deprovision is DeprovisionMode.DELETE
+    act = np.where(
+        delete,
+        PlannedAction.DELETE,
+        np.where(inactive, PlannedAction.NONE, PlannedAction.DEACTIVATE),
+    )
+    situation = np.where(act == PlannedAction.NONE, Situation.DEPROVISIONED, Situation.DEPROVISION)
+    changes = [{"active": [True, False]} if a == PlannedAction.DEACTIVATE else None for a in act]
+    return _rows(leaving, situation=situation, action=act, changes=changes)
+
+
+def _plan_matched(
+    unlinked: pd.DataFrame, pairs: pd.DataFrame, actual_by_id: pd.DataFrame, rules: PlanRules
+) -> pd.DataFrame:
+    matched = unlinked.drop(columns=["remote_id"]).merge(pairs, on="user_id")
+    if matched.empty:
+        return matched
+    in_scope = matched["in_scope"].to_numpy(dtype=bool)
+    scoped = matched[in_scope]
+    changes = diff_attributes(scoped, actual_by_id.loc[scoped["remote_id"]], rules)
+    linking = _rows(scoped, situation=Situation.MATCHED, action=PlannedAction.LINK, changes=changes)
+    unmanaged = _rows(
+        matched[~in_scope],
+        situation=Situation.UNMANAGED,
+        action=PlannedAction.REPORT,
+        note="account of a directory user who is not assigned this app",
+    )
+    return _concat([linking, unmanaged])
+
+
+def _plan_unmatched(
+    unlinked: pd.DataFrame, match: Matches, dead_users: set[str], rules: PlanRules
+) -> pd.DataFrame:
+    rest = unlinked[~unlinked["user_id"].isin(match.pairs["user_id"])]
+    disputed = rest["user_id"].isin(list(match.disputed_users))
+    had_link = rest["user_id"].isin(list(dead_users))
+    in_scope = rest["in_scope"].astype(bool)
+    frames = [
+        _rows(
+            rest[disputed],
+            situation=Situation.DISPUTED,
+            action=PlannedAction.REPORT,
+            note=[
+                "matches several accounts: " + ", ".join(match.disputed_users[u])
+                for u in rest.loc[disputed, "user_id"]
+            ],
+        ),
+        _rows(
+            rest[~disputed & in_scope & ~had_link],
+            situation=Situation.MISSING,
+            action=PlannedAction.CREATE,
+            changes=_creation_changes(rest[~disputed & in_scope & ~had_link], rules),
+        ),
+        _plan_gone(rest[~disputed & had_link], rules),
+    ]
+    return _concat(frames)
+
+
+def _plan_gone(gone: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
+    in_scope = gone["in_scope"].to_numpy(dtype=bool)
+    recreate = rules.on_missing is MissingPolicy.RECREATE
+    act = np.where(
+        in_scope,
+        PlannedAction.CREATE if recreate else PlannedAction.REPORT,
+        PlannedAction.UNLINK,
+    )
+    changes = _creation_changes(gone, rules)
+    return _rows(
+        gone,
+        situation=Situation.GONE,
+        action=act,
+        changes=[
+            c if a == PlannedAction.CREATE else None for c, a in zip(changes, act, strict=True)
+        ],
+        note="linked account no longer in the app",
+    )
+
+
+def _plan_free_accounts(free: pd.DataFrame, match: Matches) -> pd.DataFrame:
+    rest = free[~free["remote_id"].isin(match.pairs["remote_id"])]
+    disputed = rest["remote_id"].isin(list(match.disputed_accounts))
+    base = pd.DataFrame(
+        {
+            "user_id": None,
+            "user_name": rest.get("userName"),
+            "remote_id": rest["remote_id"],
+        }
+    )
+    notes = [
+        "claimed by several directory users: " + ", ".join(match.disputed_accounts[r])
+        if d
+        else "no directory user"
+        for r, d in zip(rest["remote_id"], disputed, strict=True)
+    ]
+    return _rows(
+        base,
+        situation=np.where(disputed, Situation.DISPUTED, Situation.ORPHAN),
+        action=PlannedAction.REPORT,
+        note=notes,
+    )
+
+
+# -- comparing ------------------------------------------------------------------------------
+
+
+def diff_attributes(
+    desired: pd.DataFrame, actual: pd.DataFrame, rules: PlanRules
+) -> list[dict[str, list[object]] | None]:
+    """Per row, ``{path: [old, new]}`` for each target that differs, or None when equal.
+
+    Values compare as trimmed text, with None equal to "", and case-folded where the
+    attribute is case-insensitive; the returned old/new keep the original values.
+    """
+    n = len(desired)
+    result: list[dict[str, list[object]] | None] = [None] * n
+    for target in rules.targets:
+        new = desired[target].to_numpy(dtype=object)
+        old = actual[target].to_numpy(dtype=object)
+        folded = target in rules.case_insensitive
+        # Exact equality settles most rows cheaply; only the rest pay for normalising.
+        candidates = np.flatnonzero(~np.equal(new, old, dtype=object).astype(bool))
+        differs = _text(new[candidates], folded) != _text(old[candidates], folded)
+        for i in candidates[differs]:
+            entry = result[i]
+            if entry is None:
+                entry = result[i] = {}
+            entry[target] = [_plain(old[i]), _plain(new[i])]
+    return result
+
+
+def _text(values: np.ndarray, folded: bool) -> np.ndarray:
+    text = pd.Series(values, dtype=object).astype("string").fillna("").str.strip()
+    if folded:
+        text = text.str.lower()
+    return text.to_numpy(dtype=object)
+
+
+def _plain(value: object) -> object:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _creation_changes(frame: pd.DataFrame, rules: PlanRules) -> list[dict[str, list[object]]]:
+    records = frame[list(rules.targets)].to_dict(orient="records")
+    return [{k: [None, _plain(v)] for k, v in r.items() if _plain(v) is not None} for r in records]
+
+
+def attribute_hash(desired: pd.DataFrame, targets: Sequence[str]) -> pd.Series:
+    """A stable 64-bit hash of each row's desired attributes, as hex; vectorised, so it
+    costs nothing at a million rows. Stored on the link after a successful write."""
+    if len(desired) == 0:
+        return pd.Series([], dtype=object)
+    text = desired[list(targets)].astype("string").fillna("\x00")
+    hashed = pd.util.hash_pandas_object(text, index=False).to_numpy()
+    return pd.Series([f"{h:016x}" for h in hashed], index=desired.index, dtype=object)
+
+
+def _hashes_for_writes(plan: pd.DataFrame, desired: pd.DataFrame, rules: PlanRules) -> pd.Series:
+    """Only accounts about to be written need the hash stored on their link."""
+    hashes = pd.Series(None, index=plan.index, dtype=object)
+    writes = plan["action"].isin([PlannedAction.CREATE, PlannedAction.LINK, PlannedAction.UPDATE])
+    if writes.any():
+        rows = desired.set_index("user_id").loc[plan.loc[writes, "user_id"]]
+        hashes[writes] = attribute_hash(rows, rules.targets).to_numpy()
+    return hashes
+
+
+def _translate_references(
+    actual: pd.DataFrame, references: frozenset[str], owner: pd.Series
+) -> pd.DataFrame:
+    """Reference attributes hold remote ids in the app; the plan compares directory ids."""
+    if not references:
+        return actual
+    owner = owner[~owner.index.duplicated()]
+    translated = {}
+    for path in references:
+        raw = actual[path]
+        mapped = raw.map(owner)
+        translated[path] = mapped.astype(object).where(mapped.notna(), raw.astype(object))
+    return actual.assign(**translated)
+
+
+def _with_targets(actual: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:
+    missing = [t for t in targets if t not in actual.columns]
+    return actual.assign(**{t: None for t in missing}) if missing else actual
+
+
+def _rows(frame: pd.DataFrame, **columns: object) -> pd.DataFrame:
+    """Plan rows for ``frame``: its identity columns plus the given per-row or constant values."""
+    out = pd.DataFrame(
+        {
+            key: frame[key].to_numpy(dtype=object) if key in frame else None
+            for key in ("user_id", "user_name", "remote_id", "match_attr")
+        }
+    )
+    for name in ("situation", "action", "changes", "origin", "note"):
+        value = columns.get(name)
+        if isinstance(value, np.ndarray):
+            out[name] = value.astype(str).astype(object) if value.dtype.kind == "U" else value
+        elif isinstance(value, list):
+            out[name] = pd.Series(value, dtype=object)
+        else:
+            out[name] = value
+    return out
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    kept = [f for f in frames if len(f)]
+    if not kept:
+        return pd.DataFrame(columns=[*PLAN_COLUMNS, "attr_hash"], dtype=object)
+    return pd.concat(kept, ignore_index=True)
+
+
+def _gate_disabled_actions(plan: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
+    plan = plan.copy()
+    for planned, gate in _GATES.items():
+        if gate in rules.actions:
+            continue
+        blocked = plan["action"] == planned
+        plan.loc[blocked, "note"] = f"{gate.value} is not enabled for this app"
+        plan.loc[blocked, "action"] = PlannedAction.REPORT
+    return plan
