@@ -30,6 +30,8 @@ class AccountPage:
 
     accounts: list[Account]
     errors: list[str] = field(default_factory=list)
+    #: remote ids of the accounts in ``errors``, where the app gave one
+    unreadable_ids: list[str] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -37,6 +39,11 @@ class Connector(Protocol):
     """What the sync engine needs from an app. Checked by mypy, not by inheritance."""
 
     name: str
+
+    @property
+    def last_attempts(self) -> int:
+        """HTTP sends (retries included) of this thread's most recent call."""
+        ...
 
     def list_accounts(self) -> Iterator[AccountPage]:
         """Every account in the app, page by page. Raises if the listing cannot complete."""
@@ -54,9 +61,7 @@ class Connector(Protocol):
         """Create an account. Raises ConflictError when a unique attribute is taken."""
         ...
 
-    def update_account(
-        self, remote_id: str, changes: Attributes, current: Attributes
-    ) -> None:
+    def update_account(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
         """Write ``changes`` (path -> new value); ``current`` is the full desired state,
         for apps that can only replace the whole resource (PUT)."""
         ...

@@ -23,7 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, orm_insert_sentinel
 
 
 def utcnow() -> datetime:
@@ -154,5 +154,8 @@ class ActionLog(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    #: lets a batched INSERT ... RETURNING hand back ids in row order on SQLite too, which
+    #: otherwise falls back to one INSERT per row (SQLAlchemy "insertmanyvalues" sentinel)
+    _sentinel: Mapped[int | None] = orm_insert_sentinel()
 
     __table_args__ = (Index("ix_actions_app_user", "app", "user_id"),)

@@ -11,8 +11,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -48,7 +51,25 @@ class InProcessScim:
         self.provider = provider
         self.token = token
         self.storages: dict[str, InMemoryStorage] = {}
-        self.app = TenantDispatcher(self._make)
+        self.dispatcher = TenantDispatcher(self._make)
+        #: (method, tenant) -> count of requests the server received; GETs included
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def app(self, environ: dict, start_response: Any) -> Any:
+        """The WSGI entry point: counts each request, then serves it with scim2-server."""
+        tenant = environ.get("PATH_INFO", "/").split("/")[1]
+        with self._lock:
+            self.requests[(environ["REQUEST_METHOD"], tenant)] += 1
+        return self.dispatcher(environ, start_response)
+
+    def writes(self, tenant: str | None = None) -> int:
+        """Mutating requests the server received (for a tenant, or in all)."""
+        return sum(
+            n
+            for (method, t), n in self.requests.items()
+            if method != "GET" and (tenant is None or t == tenant)
+        )
 
     def _make(self, tenant: str) -> BearerTokenApplication:
         self.storages[tenant] = InMemoryStorage()
@@ -60,7 +81,7 @@ class InProcessScim:
         return f"http://scim.test/{tenant}/v2"
 
     def transport(self) -> httpx.WSGITransport:
-        return httpx.WSGITransport(app=self.app)
+        return httpx.WSGITransport(app=self.app)  # type: ignore[arg-type]
 
     def client(self, tenant: str, token: str | None = None) -> httpx.Client:
         return httpx.Client(

@@ -1,0 +1,200 @@
+"""``roster sync``, ``roster offboard`` and ``roster report``: run flows, show what they did.
+
+With ``--json`` exactly one JSON document goes to stdout; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.context import cli_errors, config_path, open_store
+from connectors.errors import ConnectorError
+from tasks.report import SUMMARY_KEYS
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+AppOpt = Annotated[str | None, typer.Option("--app", help="Only this app.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Plan and report; send no write to any app.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+
+
+def sync_command(
+    ctx: typer.Context,
+    app: AppOpt = None,
+    dry_run: DryRunOpt = False,
+    approve_held: Annotated[
+        bool, typer.Option("--approve-held", help="Apply actions the safety threshold held.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring every app (or one) in line with the directory."""
+    from flows.sync import sync
+
+    result = _run_flow(
+        lambda: sync(
+            app=app, dry_run=dry_run, approve_held=approve_held, config_path=config_path(ctx)
+        ),
+        "Syncing",
+    )
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    _print_sync(result)
+    if any(a.get("status") in ("failed", "stopped") for a in result["apps"].values()):
+        raise typer.Exit(1)
+
+
+def offboard_command(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="User name or email.")],
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deactivate USER in the directory and deprovision them in every linked app now."""
+    from flows.offboard import offboard
+
+    result = _run_flow(
+        lambda: offboard(user=user, dry_run=dry_run, config_path=config_path(ctx)),
+        f"Offboarding {user}",
+    )
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    _print_offboard(result)
+    if any(a.get("outcome") == "failed" for a in result["apps"].values()):
+        raise typer.Exit(1)
+
+
+def report_command(
+    ctx: typer.Context,
+    failed: Annotated[bool, typer.Option("--failed", help="Only accounts still failing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the last run's summary (from the action log; no Prefect needed)."""
+    with open_store(ctx) as (_, store):
+        run = store.latest_run()
+        if run is None:
+            stderr.print("no runs yet: run `roster sync`")
+            raise typer.Exit(1)
+        actions = store.read_actions(run["id"])
+    if failed:
+        actions = actions[actions["outcome"] == "failed"]
+    if as_json:
+        print(
+            json.dumps(
+                {"run": run, "actions": json.loads(actions.to_json(orient="records"))}, default=str
+            )
+        )
+        return
+    stdout.print(f"[bold]Run {run['id']}[/] ({run['kind']}, started {run['started_at']})")
+    summary = (
+        (run.get("summary") or {}).get("apps") if run["kind"] == "offboard" else run.get("summary")
+    )
+    if run["kind"] == "sync" and summary:
+        _print_summary_table(summary)
+    _print_actions(actions)
+
+
+@contextmanager
+def _quiet_prefect() -> Iterator[None]:
+    """Prefect's flow heartbeat makes every flow wait ~1 s at exit; a CLI run needs none."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def _run_flow(call: Callable[[], dict[str, Any]], label: str) -> dict[str, Any]:
+    with cli_errors():
+        try:
+            with stderr.status(f"{label}… (starting Prefect)"), _quiet_prefect():
+                return call()
+        except ConnectorError as exc:
+            from cli.context import fail
+
+            fail(str(exc))
+
+
+def _print_sync(result: dict[str, Any]) -> None:
+    title = "Roster sync" + (" — dry run, nothing was written" if result["dry_run"] else "")
+    stdout.print(f"[bold]{title}[/]  run {result['run_id']}")
+    _print_summary_table(result["apps"])
+    for name, outcome in result["apps"].items():
+        for note in outcome.get("notes", []):
+            stdout.print(f"  [yellow]{name}[/]: {note}")
+        if outcome.get("status") == "failed":
+            stdout.print(f"  [red]{name}: {outcome['error']}[/]")
+        drift = [r for r in outcome.get("drift", []) if r["status"] in ("failed", "held")]
+        if drift:
+            _print_drift(name, drift)
+
+
+def _print_summary_table(apps: dict[str, Any]) -> None:
+    table = Table("app", "status", *SUMMARY_KEYS)
+    for name, outcome in apps.items():
+        summary = outcome.get("summary") or {}
+        table.add_row(
+            name, outcome.get("status", "?"), *(str(summary.get(k, "")) for k in SUMMARY_KEYS)
+        )
+    stdout.print(table)
+
+
+def _print_drift(app: str, rows: list[dict[str, Any]], limit: int = 20) -> None:
+    table = Table("user", "action", "status", "attribute", "old → new", "error", title=app)
+    for row in rows[:limit]:
+        change = "" if row["attribute"] is None else f"{row['old']} → {row['new']}"
+        table.add_row(
+            row["user"] or row["remote_id"],
+            row["action"],
+            row["status"],
+            row["attribute"] or "",
+            change,
+            row["error"] or "",
+        )
+    stdout.print(table)
+    if len(rows) > limit:
+        stdout.print(f"  … {len(rows) - limit} more rows in the Prefect artifact drift-{app}")
+
+
+def _print_offboard(result: dict[str, Any]) -> None:
+    stdout.print(
+        f"[bold]Offboarded {result['user']}[/]  run {result['run_id']}"
+        + (" — dry run" if result["dry_run"] else "")
+    )
+    if not result["apps"]:
+        stdout.print("  no linked apps: nothing to deprovision")
+        return
+    table = Table("app", "action", "outcome", "active in app now", "error")
+    for name, outcome in result["apps"].items():
+        active = outcome.get("active_in_app")
+        shown = "gone" if active is None and outcome.get("action") == "delete" else str(active)
+        table.add_row(
+            name,
+            outcome.get("action", ""),
+            outcome.get("outcome", ""),
+            shown,
+            outcome.get("error") or outcome.get("note") or "",
+        )
+    stdout.print(table)
+
+
+def _print_actions(actions: Any) -> None:
+    if actions.empty:
+        stdout.print("no account actions")
+        return
+    table = Table("app", "user", "action", "outcome", "attempts", "error")
+    for row in actions.itertuples(index=False):
+        table.add_row(
+            row.app, str(row.user_name), row.action, row.outcome, str(row.attempts), row.error or ""
+        )
+    stdout.print(table)

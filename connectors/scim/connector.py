@@ -1,0 +1,432 @@
+"""A SCIM 2.0 app (RFC 7643/7644): Users over one shared, thread-safe ``httpx.Client``.
+
+Every request goes through ``ScimConnector._request``, the one method that talks to
+httpx: it refuses writes in dry-run mode, spends the app's rate budget, retries 429,
+502-504 and network failures with tenacity, maps statuses to ``connectors.errors`` and
+logs method, path and status only. Every response is validated with scim2-models
+before anything is read from it.
+
+Attempt counts: the apply layer runs accounts in a thread pool over one connector.
+Each public method starts a fresh ``OperationStats`` for the calling thread, and every
+HTTP send adds to it, so right after a call returns or raises, ``last_operation`` (or
+``last_attempts``) read in the same thread describes that call and no other thread's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+from scim2_models import (
+    BaseModel,
+    Context,
+    Error,
+    ListResponse,
+    ScimFilter,
+    ScimPolicy,
+    ServiceProviderConfig,
+)
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from connectors.base import Account, AccountPage, Attributes, Connector, Value
+from connectors.errors import (
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    ConnectorError,
+    DryRunError,
+    InvalidResponseError,
+    NotFoundError,
+    TransientError,
+)
+from connectors.http import parse_retry_after
+from connectors.ratelimit import RateLimiter
+from connectors.scim.pagination import ScimPaginator
+from connectors.scim.paths import (
+    USER_MODEL,
+    check_paths,
+    flatten,
+    merge_for_put,
+    parse_path,
+    to_patch_ops,
+    to_resource,
+)
+from directory.config import UpdateMethod
+
+logger = logging.getLogger("roster.connectors.scim")
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+#: Worth retrying in place; other 5xx are raised as TransientError at once.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Apps add their own attributes and extensions; reading must not reject them.
+READ_POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore)
+M = TypeVar("M", bound=BaseModel)
+_NETWORK_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class NoTargetError(BadRequestError):
+    """400 ``noTarget`` (RFC 7644 §3.12): a PATCH path filter matched no entry. The
+    connector catches it to add the entry instead; elsewhere it is a BadRequestError."""
+
+
+@dataclass
+class OperationStats:
+    """What one public call cost: logical requests, and HTTP sends including retries."""
+
+    requests: int = 0
+    attempts: int = 0
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - self.requests
+
+
+class ScimConnector:
+    """Users of one SCIM app, as flat attribute maps keyed by ``paths``."""
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.Client,
+        *,
+        paths: Sequence[str],
+        page_size: int = 500,
+        update_method: UpdateMethod = UpdateMethod.AUTO,
+        dry_run: bool = False,
+        rate_limiter: RateLimiter | None = None,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        check_paths(paths)
+        self.name = name
+        self.dry_run = dry_run
+        self._client = client
+        self._paths = list(paths)
+        self._page_size = page_size
+        self._update_method = UpdateMethod(update_method)
+        self._limiter = rate_limiter
+        self._backoff_cap = backoff_cap
+        self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_cap)
+        self._retrying = Retrying(
+            retry=retry_if_exception(_is_retryable),
+            stop=stop_after_attempt(max_retries + 1),
+            wait=self._backoff,
+            sleep=sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        self._local = threading.local()
+        self._patch_lock = threading.Lock()
+        self._patch_supported: bool | None = None
+
+    # -- attempt accounting -------------------------------------------------------
+
+    @property
+    def last_operation(self) -> OperationStats:
+        """The calling thread's most recent public call (see the module docstring)."""
+        stats: OperationStats | None = getattr(self._local, "stats", None)
+        return stats if stats is not None else OperationStats()
+
+    @property
+    def last_attempts(self) -> int:
+        """HTTP sends of the calling thread's most recent public call, retries included."""
+        return self.last_operation.attempts
+
+    def _begin(self) -> None:
+        self._local.stats = OperationStats()
+
+    def _stats(self) -> OperationStats:
+        stats: OperationStats | None = getattr(self._local, "stats", None)
+        if stats is None:
+            stats = self._local.stats = OperationStats()
+        return stats
+
+    # -- operations (connectors.base.Connector) -------------------------------------
+
+    def list_accounts(self) -> Iterator[AccountPage]:
+        self._begin()
+        paginator = ScimPaginator(self._page_size)
+        params: dict[str, int] | None = paginator.first_request()
+        while params is not None:
+            envelope, resources = self._get_list(params)
+            results = [self._read_listed(index, raw) for index, raw in enumerate(resources)]
+            fresh = paginator.update(
+                total_results=_total(envelope),
+                start_index=envelope.start_index,
+                ids=[remote_id for remote_id, _ in results],
+            )
+            kept = [outcome for (_, outcome), new in zip(results, fresh, strict=True) if new]
+            yield AccountPage(
+                accounts=[o for o in kept if isinstance(o, Account)],
+                errors=[o for o in kept if isinstance(o, str)],
+            )
+            params = paginator.next_request()
+
+    def find_account(self, attribute: str, value: str) -> Account | None:
+        self._begin()
+        # RFC 7644 §3.4.2.2: the value is a JSON string, so quotes and backslashes are escaped.
+        expression = f"{parse_path(attribute)} eq {ScimFilter.quote(value)}"
+        envelope, resources = self._get_list({"filter": expression, "count": 2})
+        total = _total(envelope)
+        if total > 1 or len(resources) > 1:
+            raise ConflictError(f"GET /Users: {total} accounts match {attribute}", status=409)
+        if total == 0:
+            return None
+        if not resources:
+            raise InvalidResponseError("GET /Users: totalResults is 1 but no resource came back")
+        return self._account("GET /Users", resources[0], Context.RESOURCE_QUERY_RESPONSE)
+
+    def get_account(self, remote_id: str) -> Account:
+        self._begin()
+        path = _user_path(remote_id)
+        raw = _json("GET", path, self._request("GET", path))
+        return self._account(f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE)
+
+    def create_account(self, attributes: Attributes) -> Account:
+        """409 raises ConflictError: the caller finds the existing account and adopts it."""
+        self._begin()
+        response = self._request("POST", "/Users", json=to_resource(attributes))
+        raw = _json("POST", "/Users", response)
+        return self._account("POST /Users", raw, Context.RESOURCE_CREATION_RESPONSE)
+
+    def update_account(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
+        self._begin()
+        if changes:
+            self._update(remote_id, changes, current)
+
+    def deactivate_account(self, remote_id: str) -> None:
+        self._begin()
+        self._update(remote_id, {"active": False}, {"active": False})
+
+    def delete_account(self, remote_id: str) -> None:
+        self._begin()
+        self._request("DELETE", _user_path(remote_id))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- updates --------------------------------------------------------------------
+
+    def _update(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
+        if self._uses_patch():
+            self._patch(remote_id, changes)
+        else:
+            self._put(remote_id, {**current, **changes})
+
+    def _uses_patch(self) -> bool:
+        """RFC 7644 §3.5.2: PATCH is optional. AUTO reads /ServiceProviderConfig once,
+        under a lock, so worker threads wait for one read instead of racing."""
+        if self._update_method is not UpdateMethod.AUTO:
+            return self._update_method is UpdateMethod.PATCH
+        with self._patch_lock:
+            if self._patch_supported is None:
+                self._patch_supported = self._read_patch_support()
+            return self._patch_supported
+
+    def _read_patch_support(self) -> bool:
+        path = "/ServiceProviderConfig"
+        try:
+            raw = _json("GET", path, self._request("GET", path))
+        except NotFoundError:
+            logger.warning("app %s has no %s; updating with PUT", self.name, path)
+            return False
+        config = _validate(
+            ServiceProviderConfig, f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE
+        )
+        return bool(config.patch and config.patch.supported)
+
+    def _patch(self, remote_id: str, changes: Attributes) -> None:
+        try:
+            self._send_patch(remote_id, to_patch_ops(changes))
+        except NoTargetError:
+            # A filtered replace found no entry (no work email yet): add the entry.
+            self._send_patch(remote_id, to_patch_ops(changes, self._get_raw(remote_id)))
+
+    def _send_patch(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
+        path = _user_path(remote_id)
+        body = {"schemas": [PATCH_OP], "Operations": operations}
+        response = self._request("PATCH", path, json=body)
+        # RFC 7644 §3.5.2: 200 with the resource, or 204 with no body.
+        if response.status_code != 204 and response.content:
+            raw = _json("PATCH", path, response)
+            _validate(USER_MODEL, f"PATCH {path}", raw, Context.RESOURCE_PATCH_RESPONSE)
+
+    def _put(self, remote_id: str, attributes: Mapping[str, Value]) -> None:
+        path = _user_path(remote_id)
+        body = merge_for_put(self._get_raw(remote_id), attributes)
+        raw = _json("PUT", path, self._request("PUT", path, json=body))
+        _validate(USER_MODEL, f"PUT {path}", raw, Context.RESOURCE_REPLACEMENT_RESPONSE)
+
+    def _get_raw(self, remote_id: str) -> dict[str, Any]:
+        """The resource as the app sent it (validated), for PUT and PATCH fallbacks."""
+        path = _user_path(remote_id)
+        raw = _json("GET", path, self._request("GET", path))
+        _validate(USER_MODEL, f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE)
+        return dict(raw)
+
+    # -- reading responses --------------------------------------------------------------
+
+    def _get_list(self, params: Mapping[str, Any]) -> tuple[ListResponse[Any], list[Any]]:
+        """The ListResponse envelope, validated on its own, and its raw resources, which
+        the caller validates one by one so that one bad account spoils only itself."""
+        response = self._request("GET", "/Users", params=params)
+        body = _json("GET", "/Users", response)
+        if not isinstance(body, dict):
+            raise InvalidResponseError("GET /Users: the body is not a ListResponse object")
+        resources = body.get("Resources")
+        if resources is not None and not isinstance(resources, list):
+            raise InvalidResponseError("GET /Users: 'Resources' is not a list")
+        envelope = {**body, "Resources": []} if resources is not None else body
+        context = Context.RESOURCE_QUERY_RESPONSE
+        validated = _validate(ListResponse[USER_MODEL], "GET /Users", envelope, context)
+        return validated, resources or []
+
+    def _read_listed(self, index: int, raw: Any) -> tuple[str | None, Account | str]:
+        """(id if readable, the account or why it was rejected)."""
+        remote_id = raw.get("id") if isinstance(raw, dict) else None
+        remote_id = remote_id if isinstance(remote_id, str) and remote_id else None
+        try:
+            return remote_id, self._account("GET /Users", raw, Context.RESOURCE_QUERY_RESPONSE)
+        except InvalidResponseError as exc:
+            label = f"id {remote_id}" if remote_id else f"resource #{index + 1} of the page"
+            return remote_id, f"{label}: {exc}"
+
+    def _account(self, where: str, raw: Any, context: Context) -> Account:
+        user = _validate(USER_MODEL, where, raw, context)
+        if not user.id:
+            raise InvalidResponseError(f"{where}: the User has no id")
+        canonical = user.model_dump(scim_ctx=Context.DEFAULT)  # canonical names, JSON types
+        try:
+            return Account(id=user.id, attributes=flatten(canonical, self._paths))
+        except ValueError as exc:
+            raise InvalidResponseError(f"{where}: {exc}") from exc
+
+    # -- the wire -------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """The one place that talks to httpx. Raises the typed errors of connectors.errors."""
+        if self.dry_run and method != "GET":
+            raise DryRunError(f"{method} {path}: refused, app {self.name} is in dry-run mode")
+        stats = self._stats()
+        stats.requests += 1
+        for attempt in self._retrying:
+            with attempt:
+                stats.attempts += 1
+                if self._limiter is not None:
+                    self._limiter.acquire()
+                try:
+                    response = self._client.request(method, path, params=params, json=json)
+                except _NETWORK_ERRORS as exc:
+                    raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+                except httpx.HTTPError as exc:
+                    raise ConnectorError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+                logger.debug("%s %s -> %s", method, path, response.status_code)
+                raise_for_status(method, path, response)
+                return response
+        raise AssertionError("tenacity returned without a result")  # pragma: no cover
+
+    def _backoff(self, state: RetryCallState) -> float:
+        """Retry-After when the app sent one (capped), else full-jitter exponential."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return min(exc.retry_after, self._backoff_cap)
+        return float(self._jitter(state))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.info("app %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, wait)
+
+
+def raise_for_status(method: str, path: str, response: httpx.Response) -> None:
+    """Map a status to connectors.errors. Messages carry the SCIM ``scimType`` and
+    ``detail`` (RFC 7644 §3.12), never request bodies or headers."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    scim_type, detail = _error_body(response)
+    reason = ": ".join(part for part in (scim_type, detail) if part) or response.reason_phrase
+    message = f"{method} {path}: {status} {reason}".rstrip()
+    if status in (401, 403):
+        raise AuthError(message, status=status)
+    if status == 404:
+        raise NotFoundError(message, status=status)
+    if status == 409:
+        raise ConflictError(message, status=status)
+    if status in RETRY_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise TransientError(message, status=status, retry_after=retry_after)
+    if status == 400 and scim_type == "noTarget":
+        raise NoTargetError(message, status=status)
+    if status >= 500 and status != 501:  # 501: the app will never do it (e.g. PATCH)
+        raise TransientError(message, status=status)
+    if status >= 400:
+        raise BadRequestError(message, status=status)
+    raise InvalidResponseError(message, status=status)  # 1xx/3xx: nothing SCIM sends
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+    try:
+        error = Error.model_validate(response.json(), scim_policy=READ_POLICY)
+    except (ValueError, ValidationError):
+        return None, None
+    detail = error.detail[:200] if error.detail else None
+    return error.scim_type, detail
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    """429, 502-504 and network failures (status None); other TransientErrors are left
+    to the caller's retry policy."""
+    return isinstance(exc, TransientError) and (exc.status is None or exc.status in RETRY_STATUSES)
+
+
+def _json(method: str, path: str, response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidResponseError(
+            f"{method} {path}: {response.status_code} body is not JSON", status=response.status_code
+        ) from exc
+
+
+def _validate(model: type[M], where: str, raw: Any, context: Context) -> M:
+    """Validate at the boundary; the message names fields and problems, never values."""
+    try:
+        return model.model_validate(raw, scim_ctx=context, scim_policy=READ_POLICY)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)[:3]
+        ]
+        raise InvalidResponseError(f"{where}: invalid SCIM: {'; '.join(problems)}") from exc
+
+
+def _total(envelope: ListResponse[Any]) -> int:
+    if envelope.total_results is None:
+        raise InvalidResponseError("GET /Users: the ListResponse has no totalResults")
+    return envelope.total_results
+
+
+def _user_path(remote_id: str) -> str:
+    """Ids are opaque (RFC 7643 §3.1): quote them so none can change the URL's path."""
+    return f"/Users/{quote(remote_id, safe='')}"
+
+
+_: type[Connector] = ScimConnector

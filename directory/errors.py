@@ -1,0 +1,78 @@
+"""The directory's exceptions, in one tree so callers can catch exactly what they handle::
+
+    DirectoryError                 anything the directory refuses, with a message for people
+    ├── UserNotFoundError          no user matches a user_name, email or id
+    ├── GroupNotFoundError         no group has that name
+    ├── AmbiguousUserError         an email shared by several users was used as a key
+    ├── RunNotFoundError           no run has that id
+    ├── InvalidNameError           an app or group name Roster cannot use
+    ├── CsvImportError             a CSV file has bad rows; carries every RowError
+    └── SafetyHoldError            a full import would deactivate too many users
+
+``store.py`` re-exports them, so ``from directory.store import UserNotFoundError`` works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DirectoryError(Exception):
+    """The directory refused an operation; the message says why, for a person to read."""
+
+
+class UserNotFoundError(DirectoryError):
+    pass
+
+
+class GroupNotFoundError(DirectoryError):
+    pass
+
+
+class AmbiguousUserError(DirectoryError):
+    pass
+
+
+class RunNotFoundError(DirectoryError):
+    pass
+
+
+class InvalidNameError(DirectoryError):
+    pass
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem in a CSV file, at a 1-based file line (the header is line 1)."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+class CsvImportError(DirectoryError):
+    """A CSV file was rejected as a whole: nothing was written. ``errors`` lists every
+    problem found, so one round of fixes is enough."""
+
+    def __init__(self, source: str, errors: list[RowError]) -> None:
+        self.source = source
+        self.errors = errors
+        if len(errors) == 1:
+            message = f"{source}: {errors[0]}; nothing imported"
+        else:
+            message = f"{source}: {len(errors)} problems, nothing imported"
+        super().__init__(message)
+
+
+class SafetyHoldError(DirectoryError):
+    """A full import would deactivate more users than the safety settings allow."""
+
+    def __init__(self, count: int, active: int) -> None:
+        self.count = count
+        self.active = active
+        super().__init__(
+            f"refusing to deactivate {count} of {active} active users "
+            "(over the safety limit); check the file, or pass --force"
+        )

@@ -1,0 +1,153 @@
+"""Shared building blocks of the store: frames from SELECTs, batches, dialect upserts,
+and the one query that says which apps a user has (directly or through a group)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Select
+
+from directory.errors import InvalidNameError
+from directory.models import GroupApp, GroupMember, User, UserApp
+
+#: rows per INSERT/UPDATE batch: well under SQLite's 32,766 bound parameters per statement
+BATCH_SIZE = 1000
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+#: the pattern AppConfig.name allows, so an assignment can always name a configurable app
+APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+USER_COLUMNS = [
+    "user_id",
+    "user_name",
+    "email",
+    "given_name",
+    "family_name",
+    "display_name",
+    "department",
+    "title",
+    "employee_number",
+    "manager",
+    "active",
+]
+
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: int = BATCH_SIZE) -> Iterator[list[T]]:
+    """Successive lists of at most ``size`` items (itertools.batched is Python 3.12+)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def plain(value: Any) -> Any:
+    """A value the DB-API takes: numpy scalars become Python ones, NaN/NA/NaT become None,
+    because rows often come from ``DataFrame.to_dict("records")``."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def read_frame(
+    conn: Connection, stmt: Select, columns: Sequence[str], bools: Sequence[str] = ()
+) -> pd.DataFrame:
+    """``read_sql`` with exactly ``columns``; text columns are object dtype with None for
+    missing values (pandas 3 would otherwise give its ``str`` dtype with NaN)."""
+    frame = pd.read_sql(stmt, conn)
+    frame = frame.reindex(columns=list(columns))
+    for column in columns:
+        if column in bools:
+            frame[column] = frame[column].astype(bool)
+        elif pd.api.types.is_datetime64_any_dtype(frame[column]):
+            frame[column] = _utc(frame[column])
+        elif frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            values = frame[column].astype(object)
+            frame[column] = values.where(values.notna(), None)
+    return frame
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    """UTC-aware timestamps on both dialects: SQLite hands back naive UTC values."""
+    if getattr(values.dtype, "tz", None) is None:
+        return values.dt.tz_localize("UTC")
+    return values.dt.tz_convert("UTC")
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A datetime from the database as UTC-aware (SQLite stores it naive, in UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def users_select() -> Select:
+    """Every user, with the column names the sync engine and DIRECTORY_FIELDS use."""
+    return sa.select(
+        User.id.label("user_id"),
+        User.user_name,
+        User.email,
+        User.given_name,
+        User.family_name,
+        User.display_name,
+        User.department,
+        User.title,
+        User.employee_number,
+        User.manager,
+        User.active,
+    ).order_by(User.user_name)
+
+
+def read_users_frame(conn: Connection) -> pd.DataFrame:
+    return read_frame(conn, users_select(), USER_COLUMNS, bools=("active",))
+
+
+def effective_apps() -> sa.CompoundSelect[Any]:
+    """(user_id, app) for every assignment, direct or inherited from a group."""
+    direct = sa.select(UserApp.user_id, UserApp.app)
+    via_group = sa.select(GroupMember.user_id, GroupApp.app).join(
+        GroupApp, GroupApp.group_id == GroupMember.group_id
+    )
+    return sa.union(direct, via_group)
+
+
+def upsert(conn: Connection, table: Any) -> Any:
+    """The dialect's INSERT construct, which has ``on_conflict_do_update/nothing``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def check_app_name(app: str) -> str:
+    if not isinstance(app, str) or not APP_NAME.match(app):
+        raise InvalidNameError(
+            f"invalid app name {app!r}: use letters, digits, '_', '.', '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    return app
+
+
+def check_group_name(group: str) -> str:
+    name = group.strip() if isinstance(group, str) else ""
+    if not name or ";" in name or len(name) > 255:
+        raise InvalidNameError(
+            f"invalid group name {group!r}: it must be 1-255 characters without ';'"
+        )
+    return name

@@ -1,0 +1,1 @@
+"""Floor 3: Prefect flows that sequence the tasks (sync, offboard)."""

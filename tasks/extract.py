@@ -1,0 +1,61 @@
+"""Extract: the directory's users and an app's accounts, as dataframes.
+
+A listing that cannot complete raises: a half-read app must never look like an app whose
+accounts were deleted, or the plan would re-create (or the directory side deprovision)
+people. Accounts the app returned but that failed validation are kept aside by id, so
+their users are neither re-created nor deprovisioned this run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from connectors.base import Connector
+from directory.store import Store
+
+
+@dataclass(frozen=True)
+class AppExtract:
+    #: remote_id plus one column per target attribute
+    accounts: pd.DataFrame
+    #: messages for accounts that failed validation (one bad account fails alone)
+    errors: list[str] = field(default_factory=list)
+    #: remote ids of those accounts, where the app gave one
+    unreadable: frozenset[str] = frozenset()
+
+
+@task(name="extract-directory", cache_policy=NO_CACHE)
+def extract_directory(store: Store) -> pd.DataFrame:
+    return store.read_users()
+
+
+@task(name="extract-app", task_run_name="extract-{connector.name}", cache_policy=NO_CACHE)
+def extract_app(connector: Connector, targets: Sequence[str]) -> AppExtract:
+    return read_accounts(connector, targets)
+
+
+def read_accounts(connector: Connector, targets: Sequence[str]) -> AppExtract:
+    rows: list[dict[str, object]] = []
+    errors: list[str] = []
+    unreadable: set[str] = set()
+    for page in connector.list_accounts():
+        rows.extend({"remote_id": a.id, **a.attributes} for a in page.accounts)
+        errors.extend(page.errors)
+        unreadable.update(page.unreadable_ids)
+    frame = pd.DataFrame(rows, columns=["remote_id", *targets], dtype=object)
+    return AppExtract(frame.where(frame.notna(), None), errors, frozenset(unreadable))
+
+
+def set_aside_unreadable(
+    links: pd.DataFrame, unreadable: frozenset[str]
+) -> tuple[pd.DataFrame, set[str]]:
+    """Links to accounts the app returned malformed: leave them out of this plan entirely."""
+    if not unreadable:
+        return links, set()
+    bad = links["remote_id"].isin(list(unreadable))
+    return links[~bad], set(links.loc[bad, "user_id"])

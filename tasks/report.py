@@ -1,0 +1,141 @@
+"""Report: what a run did to each app, as a summary and a table of every drifted account.
+
+The same data feeds the Prefect artifacts (markdown summary, table keyed ``drift-<app>``)
+and the CLI. Outcomes come from the action log, the record of what was actually sent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.plan import PlannedAction, Situation
+
+SUMMARY_KEYS = (
+    "created",
+    "updated",
+    "deactivated",
+    "deleted",
+    "linked",
+    "unchanged",
+    "orphans",
+    "unmanaged",
+    "disputed",
+    "failed",
+    "held",
+)
+_DONE = {"succeeded", "adopted"}
+
+
+def with_outcomes(plan: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
+    """The plan with each row's final outcome, attempts and error from the action log."""
+    plan = plan.copy()
+    if actions.empty:
+        plan["outcome"], plan["attempts"], plan["error"] = None, 0, None
+        return plan
+    last = actions.sort_values("id").groupby(["user_id", "action"], as_index=False).last()
+    attempts = actions.groupby(["user_id", "action"], as_index=False)["attempts"].sum()
+    last = last.drop(columns=["attempts"]).merge(attempts, on=["user_id", "action"])
+    merged = plan.merge(
+        last[["user_id", "action", "outcome", "attempts", "error"]],
+        on=["user_id", "action"],
+        how="left",
+    )
+    merged["attempts"] = merged["attempts"].fillna(0).astype(int)
+    return merged
+
+
+def summarize(plan: pd.DataFrame, *, dry_run: bool) -> dict[str, int]:
+    """Counts per outcome class. In a dry run, planned actions count as if applied."""
+    action, situation = plan["action"], plan["situation"]
+    held = plan["held"].astype(bool)
+    outcome = plan["outcome"] if "outcome" in plan else pd.Series(None, index=plan.index)
+    done = pd.Series(True, index=plan.index) if dry_run else outcome.isin(list(_DONE))
+    adopted = outcome == "adopted"
+    counts = {
+        "created": (action == PlannedAction.CREATE) & done & ~adopted & ~held,
+        "updated": (action == PlannedAction.UPDATE) & done,
+        "deactivated": (action == PlannedAction.DEACTIVATE) & done & ~held,
+        "deleted": (action == PlannedAction.DELETE) & done & ~held,
+        "linked": ((action == PlannedAction.LINK) | adopted) & done,
+        "unchanged": situation.isin([Situation.IN_SYNC, Situation.DEPROVISIONED]),
+        "orphans": situation == Situation.ORPHAN,
+        "unmanaged": situation == Situation.UNMANAGED,
+        "disputed": situation == Situation.DISPUTED,
+        "failed": outcome.isin(["failed", "pending"]) & ~pd.Series(dry_run, index=plan.index),
+        "held": held,
+    }
+    return {key: int(mask.sum()) for key, mask in counts.items()}
+
+
+def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per attribute difference of every account written, held, failed or reported."""
+    interesting = plan[
+        plan["action"].ne(PlannedAction.NONE)
+        | plan.get("outcome", pd.Series(None, index=plan.index)).isin(["failed"])
+    ]
+    rows: list[dict[str, Any]] = []
+    for r in interesting.itertuples(index=False):
+        base = {
+            "app": app,
+            "user": r.user_name,
+            "remote_id": r.remote_id,
+            "situation": str(r.situation),
+            "action": str(r.action),
+            "status": _status(r),
+            "attempts": int(getattr(r, "attempts", 0) or 0),
+            "error": getattr(r, "error", None) or r.note,
+        }
+        changes = r.changes or {}
+        if not changes:
+            rows.append({**base, "attribute": None, "old": None, "new": None})
+        for path, (old, new) in changes.items():
+            rows.append({**base, "attribute": path, "old": _show(old), "new": _show(new)})
+    return rows
+
+
+def _status(row: Any) -> str:
+    if row.held:
+        return "held"
+    return str(getattr(row, "outcome", None) or "planned")
+
+
+def _show(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def summary_markdown(app: str, summary: dict[str, int], *, dry_run: bool, notes: list[str]) -> str:
+    title = f"# Roster sync: {app}" + (" (dry run: nothing was written)" if dry_run else "")
+    lines = [title, "", "| " + " | ".join(SUMMARY_KEYS) + " |", "|" + "---|" * len(SUMMARY_KEYS)]
+    lines.append("| " + " | ".join(str(summary[k]) for k in SUMMARY_KEYS) + " |")
+    lines += ["", *[f"- {note}" for note in notes]]
+    return "\n".join(lines)
+
+
+@task(name="report", task_run_name="report-{app}", cache_policy=NO_CACHE)
+def publish_report(
+    app: str,
+    summary: dict[str, int],
+    rows: list[dict[str, Any]],
+    *,
+    dry_run: bool,
+    notes: list[str],
+) -> None:
+    """Prefect artifacts: the summary, and the drift table under the key ``drift-<app>`` so
+    the Artifacts page keeps the latest report and its history."""
+    key = "drift-" + "".join(ch if ch.isalnum() else "-" for ch in app.lower())
+    create_markdown_artifact(
+        markdown=summary_markdown(app, summary, dry_run=dry_run, notes=notes),
+        key=f"{key}-summary",
+        description=f"Roster sync summary for {app}",
+    )
+    create_table_artifact(
+        table=json.loads(json.dumps(rows, default=str)),
+        key=key,
+        description=f"Drifted, failed and held accounts in {app}",
+    )

@@ -1,0 +1,21 @@
+"""Opening the things a run needs, from the configuration: the store and the connectors."""
+
+from __future__ import annotations
+
+import httpx
+
+from connectors.base import Connector
+from connectors.build import build_connector
+from directory.config import AppConfig, RosterConfig
+from directory.store import Store, resolve_database_url
+
+#: Tests and benchmarks route apps to in-process servers; None means real sockets.
+TRANSPORTS: dict[str, httpx.BaseTransport] = {}
+
+
+def open_store(config: RosterConfig) -> Store:
+    return Store(resolve_database_url(config.database_url))
+
+
+def open_connector(app: AppConfig, *, dry_run: bool) -> Connector:
+    return build_connector(app, dry_run=dry_run, transport=TRANSPORTS.get(app.name))

@@ -1,0 +1,170 @@
+"""The sync flow end to end, against real scim2-server apps, checked on the server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from directory.store import Store
+from flows.sync import sync
+from tasks import session
+from tests.scim_apps import TOKEN, InProcessScim
+from tests.sync_env import Installation, people, person, route_to
+
+APPS = ["chat", "wiki"]
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, scim: InProcessScim, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Installation]:
+    monkeypatch.setenv("ROSTER_TEST_TOKEN", TOKEN)
+    monkeypatch.delenv("ROSTER_DATABASE_URL", raising=False)
+    store = Store(f"sqlite:///{tmp_path / 'roster.db'}")
+    installation = Installation(tmp_path, scim, APPS, store)
+    installation.write_config()
+    route_to(scim, APPS)
+    yield installation
+    session.TRANSPORTS.clear()
+    store.dispose()
+
+
+def run(env: Installation, **kwargs: object) -> dict:
+    return sync(config_path=env.config_path, **kwargs)
+
+
+def test_initial_sync_creates_every_assigned_account_with_attributes_and_manager(
+    env: Installation,
+) -> None:
+    env.import_people(people(30) + [person(99, apps="chat")])
+    result = run(env)
+    assert result["apps"]["chat"]["summary"]["created"] == 31
+    assert result["apps"]["wiki"]["summary"]["created"] == 30
+    chat = env.accounts("chat")
+    assert len(chat) == 31 and len(env.accounts("wiki")) == 30
+    boss_id = chat["user0000"]["id"]
+    one = chat["user0001"]
+    assert one["name"] == {"givenName": "Given1", "familyName": "Family1"}
+    assert one["emails"][0]["value"] == "user0001@example.com"
+    assert one[ENTERPRISE]["employeeNumber"] == "E00001"
+    assert one[ENTERPRISE]["manager"]["value"] == boss_id
+    assert one["active"] is True
+
+
+def test_second_sync_makes_zero_writes_on_the_server(env: Installation) -> None:
+    env.import_people(people(40))
+    run(env)
+    writes = env.scim.writes()
+    second = run(env)
+    assert env.scim.writes() == writes
+    assert second["apps"]["chat"]["summary"]["unchanged"] == 40
+    assert second["apps"]["chat"]["summary"]["created"] == 0
+
+
+def test_existing_accounts_are_adopted_not_duplicated(env: Installation) -> None:
+    env.import_people(people(10))
+    with env.scim.client("chat") as client:
+        for i in (1, 2):  # exist already, one with a stale title and upper-case userName
+            client.post("/Users", json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": f"USER000{i}", "title": "Old title",
+            })
+    result = run(env)
+    chat = env.scim.users("chat")
+    assert len(chat) == 10
+    assert len({u["userName"].lower() for u in chat}) == 10
+    assert result["apps"]["chat"]["summary"]["linked"] == 2
+    assert result["apps"]["chat"]["summary"]["created"] == 8
+    adopted = {u["userName"].lower(): u for u in chat}["user0001"]
+    assert adopted["title"] == "Engineer"
+
+
+def test_drift_in_the_app_is_detected_and_repaired(env: Installation) -> None:
+    env.import_people(people(5))
+    run(env)
+    target = env.accounts("chat")["user0003"]
+    with env.scim.client("chat") as client:
+        client.patch(f"/Users/{target['id']}", json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "Hacked"},
+                           {"op": "replace", "path": "active", "value": False}],
+        })
+    result = run(env)
+    drift = [r for r in result["apps"]["chat"]["drift"] if r["user"] == "user0003"]
+    assert {(r["attribute"], r["old"], r["new"]) for r in drift} == {
+        ("title", "Hacked", "Engineer"), ("active", "False", "True")}
+    assert result["apps"]["chat"]["summary"]["updated"] == 1
+    repaired = env.accounts("chat")["user0003"]
+    assert (repaired["title"], repaired["active"]) == ("Engineer", True)
+
+
+def test_dry_run_makes_zero_writes_and_reports_the_same_plan(env: Installation) -> None:
+    env.import_people(people(12))
+    dry = run(env, dry_run=True)
+    assert env.scim.writes() == 0
+    assert env.scim.users("chat") == []
+    real = run(env)
+    for app in APPS:
+        assert dry["apps"][app]["summary"] == real["apps"][app]["summary"]
+
+
+def test_leavers_are_deactivated_and_unassigned_users_too(env: Installation) -> None:
+    team = people(20)
+    env.import_people(team)
+    run(env)
+    team[5]["active"] = "false"
+    team[6]["apps"] = "wiki"
+    env.import_people(team)
+    result = run(env)
+    assert result["apps"]["chat"]["summary"]["deactivated"] == 2
+    assert result["apps"]["wiki"]["summary"]["deactivated"] == 1
+    chat = env.accounts("chat")
+    assert chat["user0005"]["active"] is False and chat["user0006"]["active"] is False
+    assert env.accounts("wiki")["user0006"]["active"] is True
+    assert len(chat) == 20  # deactivated, not deleted
+
+
+def test_safety_hold_keeps_mass_deactivation_until_approved(env: Installation) -> None:
+    team = people(40)
+    env.import_people(team)
+    run(env)
+    for p in team[1:21]:
+        p["active"] = "false"
+    env.import_people(team)
+    held = run(env, app="chat")
+    summary = held["apps"]["chat"]["summary"]
+    assert (summary["held"], summary["deactivated"], held["apps"]["chat"]["status"]) == (
+        20, 0, "held")
+    assert all(u["active"] for u in env.scim.users("chat"))
+    approved = run(env, app="chat", approve_held=True)
+    assert approved["apps"]["chat"]["summary"]["deactivated"] == 20
+    assert sum(not u["active"] for u in env.scim.users("chat")) == 20
+
+
+def test_paging_over_many_pages(env: Installation) -> None:
+    env.app_settings = {"chat": {"page_size": 7}}
+    env.write_config()
+    env.import_people(people(60, apps="chat"))
+    run(env, app="chat")
+    second = run(env, app="chat")
+    assert second["apps"]["chat"]["summary"]["unchanged"] == 60
+    assert second["apps"]["chat"]["summary"]["orphans"] == 0
+
+
+def test_a_failing_app_does_not_block_the_others(env: Installation) -> None:
+    env.import_people(people(5))
+    env.app_settings = {"wiki": {"token_env": "WRONG_TOKEN"}}
+    env.write_config()
+    import os
+
+    os.environ["WRONG_TOKEN"] = "not-the-token"
+    try:
+        result = run(env)
+    finally:
+        del os.environ["WRONG_TOKEN"]
+    assert result["apps"]["wiki"]["status"] == "failed"
+    assert "not-the-token" not in result["apps"]["wiki"]["error"]
+    assert result["apps"]["chat"]["summary"]["created"] == 5
