@@ -152,8 +152,8 @@ def _apps_text(apps: list[str], direct: list[str]) -> str:
 def assign(ctx: typer.Context, user: UserArg, app: AppArg) -> None:
     """Assign an app to a user directly."""
     with open_store(ctx) as (config, store):
-        _warn_unknown_app(config, app)
         changed = store.assign_app(user, app)
+        _warn_unknown_app(config, app)
         name = store.find_user(user)["user_name"]
     stdout.print(f"Assigned {app} to {name}." if changed else f"{name} already had {app}.")
 
@@ -192,8 +192,8 @@ def reactivate(ctx: typer.Context, user: UserArg) -> None:
 def group_assign(ctx: typer.Context, group: GroupArg, app: AppArg) -> None:
     """Assign an app to every member of a group."""
     with open_store(ctx) as (config, store):
-        _warn_unknown_app(config, app)
         changed = store.assign_group_app(group, app)
+        _warn_unknown_app(config, app)
     stdout.print(f"Assigned {app} to group {group}." if changed else f"{group} already had {app}.")
 
 

@@ -6,6 +6,7 @@ Directory commands never start Prefect (they answer in well under a second); ``s
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -13,6 +14,8 @@ import typer
 from cli.prefect_env import apply_prefect_defaults
 
 apply_prefect_defaults()
+# httpx logs full URLs at INFO, filter values (emails) included: not for a person's terminal.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 from cli import run  # noqa: E402  (Prefect reads its settings at import)
 from cli.directory import directory_app  # noqa: E402

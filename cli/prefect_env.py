@@ -32,3 +32,4 @@ def prefect_defaults() -> dict[str, str]:
 def apply_prefect_defaults() -> None:
     for key, value in prefect_defaults().items():
         os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)

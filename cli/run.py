@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.context import cli_errors, config_path, open_store
+from cli.context import cli_errors, config_path, get_config, open_store
 from connectors.errors import ConnectorError
-from tasks.report import SUMMARY_KEYS
+from directory.config import ConfigError
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
@@ -38,6 +38,7 @@ def sync_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Bring every app (or one) in line with the directory."""
+    _check_config(ctx, app)
     from flows.sync import sync
 
     result = _run_flow(
@@ -61,6 +62,7 @@ def offboard_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Deactivate USER in the directory and deprovision them in every linked app now."""
+    _check_config(ctx, None)
     from flows.offboard import offboard
 
     result = _run_flow(
@@ -77,32 +79,47 @@ def offboard_command(
 
 def report_command(
     ctx: typer.Context,
-    failed: Annotated[bool, typer.Option("--failed", help="Only accounts still failing.")] = False,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Accounts whose latest action failed, any run.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the last run's summary (from the action log; no Prefect needed)."""
+    """Show the last run's summary and actions (from the action log; no Prefect needed)."""
     with open_store(ctx) as (_, store):
         run = store.latest_run()
         if run is None:
             stderr.print("no runs yet: run `roster sync`")
             raise typer.Exit(1)
-        actions = store.read_actions(run["id"])
-    if failed:
-        actions = actions[actions["outcome"] == "failed"]
-    if as_json:
-        print(
-            json.dumps(
-                {"run": run, "actions": json.loads(actions.to_json(orient="records"))}, default=str
-            )
+        actions = (
+            still_failing(store.read_actions()) if failed else store.read_actions(run["run_id"])
         )
+    if as_json:
+        records = json.loads(actions.to_json(orient="records", date_format="iso"))
+        print(json.dumps({"run": run, "actions": records}, default=str))
         return
-    stdout.print(f"[bold]Run {run['id']}[/] ({run['kind']}, started {run['started_at']})")
-    summary = (
-        (run.get("summary") or {}).get("apps") if run["kind"] == "offboard" else run.get("summary")
-    )
-    if run["kind"] == "sync" and summary:
+    stdout.print(f"[bold]Last run {run['run_id']}[/] ({run['kind']}, started {run['started_at']})")
+    summary = run.get("summary") or {}
+    if run["kind"] == "sync" and summary and not failed:
         _print_summary_table(summary)
     _print_actions(actions)
+
+
+def still_failing(actions: Any) -> Any:
+    """The latest action per app and user, where it failed."""
+    if actions.empty:
+        return actions
+    latest = actions.sort_values("id").groupby(["app", "user_id"], as_index=False).last()
+    return latest[latest["outcome"] == "failed"]
+
+
+def _check_config(ctx: typer.Context, app: str | None) -> None:
+    """Fail fast, before Prefect starts, on what the user can fix: config, app name, tokens."""
+    with cli_errors():
+        config = get_config(config_path(ctx))
+        for selected in [config.app(app)] if app else config.apps:
+            selected.token()
+        if not config.apps:
+            raise ConfigError("no apps are configured: add them to roster.yaml")
 
 
 @contextmanager
@@ -140,12 +157,13 @@ def _print_sync(result: dict[str, Any]) -> None:
 
 
 def _print_summary_table(apps: dict[str, Any]) -> None:
-    table = Table("app", "status", *SUMMARY_KEYS)
-    for name, outcome in apps.items():
-        summary = outcome.get("summary") or {}
-        table.add_row(
-            name, outcome.get("status", "?"), *(str(summary.get(k, "")) for k in SUMMARY_KEYS)
-        )
+    """One column per app, one row per count: it stays readable on a narrow terminal."""
+    from tasks.report import SUMMARY_KEYS
+
+    table = Table("", *apps)
+    table.add_row("status", *(str(a.get("status", "?")) for a in apps.values()))
+    for key in SUMMARY_KEYS:
+        table.add_row(key, *(str((a.get("summary") or {}).get(key, "")) for a in apps.values()))
     stdout.print(table)
 
 

@@ -28,13 +28,17 @@ def build_connector(
     )
     # One budget per app, shared by every worker thread; no bursts above the stated rate.
     limiter = RateLimiter(app.rate_limit) if app.rate_limit is not None else None
-    return ScimConnector(
-        app.name,
-        client,
-        paths=list(app.effective_mapping),
-        page_size=app.page_size,
-        update_method=app.update_method,
-        dry_run=dry_run,
-        rate_limiter=limiter,
-        max_retries=app.max_retries,
-    )
+    try:
+        return ScimConnector(
+            app.name,
+            client,
+            paths=list(app.effective_mapping),
+            page_size=app.page_size,
+            update_method=app.update_method,
+            dry_run=dry_run,
+            rate_limiter=limiter,
+            max_retries=app.max_retries,
+        )
+    except Exception:
+        client.close()  # a mapping path the User schema lacks: do not leak the pool
+        raise

@@ -13,13 +13,28 @@ import email.utils
 import logging
 import time
 from collections.abc import Generator
+from typing import Any
 
 import httpx
+
+from connectors.errors import (
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    InvalidResponseError,
+    NotFoundError,
+    TransientError,
+)
 
 logger = logging.getLogger("roster.connectors.http")
 
 #: RFC 7644 §3.1 names ``application/scim+json``; plain JSON is accepted everywhere.
 ACCEPT = "application/scim+json, application/json"
+#: Worth retrying in place; other 5xx are raised as TransientError at once, for the
+#: caller's (Prefect's) retry policy to judge.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Failures where the request may not have reached the app, or its answer was lost.
+NETWORK_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 class BearerAuth(httpx.Auth):
@@ -90,3 +105,43 @@ def parse_retry_after(header: str | None, *, now: float | None = None) -> float 
         return None
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+def raise_for_status(
+    method: str, path: str, response: httpx.Response, *, reason: str | None = None
+) -> None:
+    """Map a status to connectors.errors: "POST /Users: 409 uniqueness: ...". ``reason``
+    comes from the app's error body; messages never carry request bodies or headers."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    message = f"{method} {path}: {status} {reason or response.reason_phrase}".rstrip()
+    if status in (401, 403):
+        raise AuthError(message, status=status)
+    if status == 404:
+        raise NotFoundError(message, status=status)
+    if status == 409:
+        raise ConflictError(message, status=status)
+    if status in RETRY_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise TransientError(message, status=status, retry_after=retry_after)
+    if status >= 500 and status != 501:  # 501: the app will never do it (e.g. PATCH)
+        raise TransientError(message, status=status)
+    if status >= 400:
+        raise BadRequestError(message, status=status)
+    raise InvalidResponseError(message, status=status)  # 1xx/3xx: redirects are not followed
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """429, 502-504 and network failures (status None)."""
+    return isinstance(exc, TransientError) and (exc.status is None or exc.status in RETRY_STATUSES)
+
+
+def read_json(method: str, path: str, response: httpx.Response) -> Any:
+    """The body as JSON, or InvalidResponseError (an HTML error page, a truncated body)."""
+    try:
+        return response.json()
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidResponseError(
+            f"{method} {path}: {response.status_code} body is not JSON", status=response.status_code
+        ) from exc

@@ -83,6 +83,13 @@ def _user_apps_and_groups(conn: Connection) -> tuple[pd.DataFrame, pd.DataFrame]
     return app_pairs, group_pairs
 
 
+def _inserted(conn: Connection, stmt: Any) -> bool:
+    """Run an INSERT ... ON CONFLICT DO NOTHING; True if it added a row. RETURNING says so
+    on both dialects (an INSERT's rowcount is not kept by SQLAlchemy by default)."""
+    returning = stmt.on_conflict_do_nothing().returning(sa.literal(1))
+    return conn.execute(returning).first() is not None
+
+
 class DirectoryAdminMixin:
     """Administrative operations; mixed into ``Store``, which provides ``engine``."""
 
@@ -116,7 +123,7 @@ class DirectoryAdminMixin:
         with self.engine.begin() as conn:
             user_id = resolve_user(conn, key)["user_id"]
             stmt = upsert(conn, UserApp).values(user_id=user_id, app=app)
-            return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+            return _inserted(conn, stmt)
 
     def unassign_app(self, key: str, app: str) -> bool:
         """Remove the direct assignment; False if there was none. Apps the user has
@@ -131,7 +138,7 @@ class DirectoryAdminMixin:
         with self.engine.begin() as conn:
             group_id = resolve_group(conn, group)
             stmt = upsert(conn, GroupApp).values(group_id=group_id, app=app)
-            return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+            return _inserted(conn, stmt)
 
     def unassign_group_app(self, group: str, app: str) -> bool:
         with self.engine.begin() as conn:
@@ -145,7 +152,7 @@ class DirectoryAdminMixin:
             user_id = resolve_user(conn, key)["user_id"]
             group_id = resolve_group(conn, group, create=True)
             stmt = upsert(conn, GroupMember).values(group_id=group_id, user_id=user_id)
-            return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+            return _inserted(conn, stmt)
 
     def remove_from_group(self, key: str, group: str) -> bool:
         with self.engine.begin() as conn:

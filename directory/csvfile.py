@@ -83,7 +83,7 @@ def read_csv(path: str | os.PathLike[str], directory_names: Mapping[str, str]) -
         if name := _cell(cells, columns, "user_name"):
             names.append((line, name))
     errors.extend(_duplicates(names))
-    known = dict(directory_names) | {name.lower(): name for _, name in reversed(names)}
+    known = {name.lower(): name for _, name in reversed(names)} | dict(directory_names)
     errors.extend(_resolve_managers(rows, known))
     if errors:
         raise CsvImportError(source, sorted(errors, key=lambda error: error.line))
@@ -104,6 +104,8 @@ def _records(path: Path, source: str) -> Iterator[tuple[int, list[str]]]:
         raise DirectoryError(f"{source}: file not found") from None
     except UnicodeDecodeError as exc:
         raise DirectoryError(f"{source}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise DirectoryError(f"{source}: cannot read the file ({exc.strerror})") from None
     except csv.Error as exc:
         raise CsvImportError(source, [RowError(start, f"not valid CSV: {exc}")]) from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +31,9 @@ FIELDS = (*TEXT_COLUMNS[1:], "active")
 
 @dataclass
 class ImportResult:
+    """What an import did (or, for a dry run, would do), user by user_name. "Updated"
+    counts any change to a user's attributes, direct apps or groups."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -137,7 +141,7 @@ def plan_import(
     return changes, result
 
 
-def _merged(row: CsvRow, existing: dict[str, Any] | None, now: Any) -> dict[str, Any]:
+def _merged(row: CsvRow, existing: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
     """The user row to write: the existing values overlaid with what the file says."""
     if existing is None:
         base: dict[str, Any] = {name: None for name in FIELDS}

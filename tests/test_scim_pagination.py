@@ -116,7 +116,10 @@ def test_every_account_comes_back_exactly_once(
     """5000 shows why one page is never trusted: scim2-server caps count at 1000."""
     seen: list[httpx.Request] = []
     connector = ScimConnector(
-        "big", _recording_client(seeded, "big", seen), paths=list(DEFAULT_MAPPING), page_size=page_size
+        "big",
+        _recording_client(seeded, "big", seen),
+        paths=list(DEFAULT_MAPPING),
+        page_size=page_size,
     )
     pages = list(connector.list_accounts())
     accounts = [account for page in pages for account in page.accounts]
@@ -175,13 +178,17 @@ def _drain(connector: ScimConnector) -> Iterator[Account]:
 
 
 def test_an_empty_page_before_total_results_fails_the_listing() -> None:
-    connector = _app(lambda start: _listing(5, start, [_user("a"), _user("b")] if start == 1 else []))
+    connector = _app(
+        lambda start: _listing(5, start, [_user("a"), _user("b")] if start == 1 else [])
+    )
     with pytest.raises(InvalidResponseError, match="empty page at startIndex 3"):
         list(_drain(connector))
 
 
 def test_an_app_ignoring_start_index_fails_the_listing() -> None:
-    connector = _app(lambda start: {**_listing(4, start, [_user("a"), _user("b")]), "startIndex": 1})
+    connector = _app(
+        lambda start: {**_listing(4, start, [_user("a"), _user("b")]), "startIndex": 1}
+    )
     with pytest.raises(InvalidResponseError, match="asked for startIndex 3"):
         list(_drain(connector))
 

@@ -52,7 +52,10 @@ def test_all_values_cover_the_default_mapping() -> None:
         ("userName", AttributePath(None, "userName", None, None)),
         ("name.givenName", AttributePath(None, "name", None, "givenName")),
         (WORK_EMAIL, AttributePath(None, "emails", ("type", "work"), "value")),
-        ("emails[primary eq true].value", AttributePath(None, "emails", ("primary", True), "value")),
+        (
+            "emails[primary eq true].value",
+            AttributePath(None, "emails", ("primary", True), "value"),
+        ),
         (DEPARTMENT, AttributePath(ENTERPRISE_USER, "department", None, None)),
         (MANAGER, AttributePath(ENTERPRISE_USER, "manager", None, "value")),
         (f"{CORE_USER}:userName", AttributePath(None, "userName", None, None)),
@@ -145,7 +148,12 @@ def test_flatten_ignores_attribute_name_case_and_filter_value_case() -> None:
         ENTERPRISE_USER.upper(): {"Manager": {"VALUE": "m"}},
     }
     got = flatten(shouting, ["userName", "name.givenName", WORK_EMAIL, MANAGER])
-    assert got == {"userName": "x", "name.givenName": "G", WORK_EMAIL: "w@example.com", MANAGER: "m"}
+    assert got == {
+        "userName": "x",
+        "name.givenName": "G",
+        WORK_EMAIL: "w@example.com",
+        MANAGER: "m",
+    }
 
 
 def test_flatten_prefers_the_primary_entry_when_a_filter_matches_several() -> None:
@@ -189,12 +197,22 @@ def test_to_resource_builds_a_post_body() -> None:
 
 
 def test_to_resource_omits_none_and_unused_extensions() -> None:
-    attrs = {"userName": "x", "active": False, DEPARTMENT: None, WORK_EMAIL: None}
+    attrs: dict[str, str | bool | None] = {
+        "userName": "x",
+        "active": False,
+        DEPARTMENT: None,
+        WORK_EMAIL: None,
+    }
     assert to_resource(attrs) == {"schemas": [CORE_USER], "userName": "x", "active": False}
 
 
 def test_to_patch_ops_replaces_values_and_removes_nones() -> None:
-    changes = {"title": "Boss", "active": False, WORK_EMAIL: "new@example.com", MANAGER: None}
+    changes: dict[str, str | bool | None] = {
+        "title": "Boss",
+        "active": False,
+        WORK_EMAIL: "new@example.com",
+        MANAGER: None,
+    }
     assert to_patch_ops(changes) == [
         {"op": "replace", "path": "title", "value": "Boss"},
         {"op": "replace", "path": "active", "value": False},
@@ -204,15 +222,17 @@ def test_to_patch_ops_replaces_values_and_removes_nones() -> None:
 
 
 def test_clearing_a_filtered_value_removes_the_whole_entry() -> None:
-    assert to_patch_ops({WORK_EMAIL: None}) == [
-        {"op": "remove", "path": 'emails[type eq "work"]'}
-    ]
+    assert to_patch_ops({WORK_EMAIL: None}) == [{"op": "remove", "path": 'emails[type eq "work"]'}]
 
 
 def test_to_patch_ops_adds_an_entry_the_resource_lacks() -> None:
     no_email = {"schemas": [CORE_USER], "id": "1", "userName": "x"}
     assert to_patch_ops({WORK_EMAIL: "w@example.com"}, no_email) == [
-        {"op": "add", "path": "emails", "value": [{"type": "work", "primary": True, "value": "w@example.com"}]}
+        {
+            "op": "add",
+            "path": "emails",
+            "value": [{"type": "work", "primary": True, "value": "w@example.com"}],
+        }
     ]
 
 
@@ -273,16 +293,14 @@ def client(scim: InProcessScim) -> httpx.Client:
     return scim.client("paths")
 
 
-def _read(client: httpx.Client, remote_id: str) -> dict[str, object]:
+def _read(client: httpx.Client, remote_id: str) -> dict[str, str | bool | None]:
     response = client.get(f"/Users/{remote_id}")
     assert response.status_code == 200
     return flatten(response.json(), DEFAULT_MAPPING)
 
 
 def _patch(client: httpx.Client, remote_id: str, ops: list[dict[str, object]]) -> None:
-    response = client.patch(
-        f"/Users/{remote_id}", json={"schemas": [PATCH_OP], "Operations": ops}
-    )
+    response = client.patch(f"/Users/{remote_id}", json={"schemas": [PATCH_OP], "Operations": ops})
     assert response.status_code in (200, 204), response.text
 
 
@@ -330,7 +348,10 @@ def test_round_trip_through_put(client: httpx.Client) -> None:
     remote_id = client.post("/Users", json=to_resource(ALL_VALUES)).json()["id"]
     client.patch(
         f"/Users/{remote_id}",
-        json={"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "nickName", "value": "Babs"}]},
+        json={
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "path": "nickName", "value": "Babs"}],
+        },
     )
     changes = {"title": "Boss", DEPARTMENT: None, WORK_EMAIL: "w2@example.com", "active": False}
     held = client.get(f"/Users/{remote_id}").json()

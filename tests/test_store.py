@@ -57,11 +57,11 @@ def people(store: Store) -> Store:
                 _user("u-cy", "cy", "BOB@example.com", None, False),
             ],
         )
-        conn.execute(sa.insert(Group).values(id=1, name="eng"))
+        eng = conn.execute(sa.insert(Group).values(name="eng").returning(Group.id)).scalar_one()
         conn.execute(
-            sa.insert(GroupMember), [{"group_id": 1, "user_id": u} for u in ("u-ada", "u-cy")]
+            sa.insert(GroupMember), [{"group_id": eng, "user_id": u} for u in ("u-ada", "u-cy")]
         )
-        conn.execute(sa.insert(GroupApp).values(group_id=1, app="wiki"))
+        conn.execute(sa.insert(GroupApp).values(group_id=eng, app="wiki"))
         conn.execute(sa.insert(UserApp).values(user_id="u-ada", app="chat"))
     return store
 
@@ -69,7 +69,7 @@ def people(store: Store) -> Store:
 def _user(
     user_id: str, name: str, email: str, manager: str | None, active: bool, **extra: str
 ) -> dict:
-    row = {column: None for column in USER_COLUMNS[1:]}
+    row: dict[str, object] = {column: None for column in USER_COLUMNS[1:]}
     row |= {"id": user_id, "user_name": name, "email": email, "manager": manager}
     return row | {"active": active} | extra
 
@@ -267,17 +267,14 @@ def test_record_outcomes_in_bulk(store: Store) -> None:
     outcomes[1] = {"id": ids[1], "outcome": "failed", "attempts": 3, "error": "HTTP 500"}
     store.record_outcomes(outcomes)
     actions = store.read_actions(run_id).set_index("id")
-    assert actions.loc[ids[0], ["outcome", "attempts", "remote_id"]].tolist() == [
-        "succeeded",
-        1,
-        "r0",
-    ]
-    assert actions.loc[ids[1], ["outcome", "attempts", "error", "remote_id"]].tolist() == [
+    first, second = actions.loc[ids[0]], actions.loc[ids[1]]
+    assert (first["outcome"], first["attempts"], first["remote_id"]) == ("succeeded", 1, "r0")
+    assert (second["outcome"], second["attempts"], second["error"], second["remote_id"]) == (
         "failed",
         3,
         "HTTP 500",
         None,
-    ]
+    )
     assert store.succeeded_user_ids(run_id, "chat", "create") == {
         f"u{n}" for n in range(1200) if n != 1
     }
@@ -323,7 +320,11 @@ def test_read_actions_filters(store: Store) -> None:
 def test_find_user_by_name_email_or_id(people: Store, key: str) -> None:
     user = people.find_user(key)
     assert user["user_id"] == "u-ada"
-    assert (user["apps"], user["direct_apps"], user["groups"]) == (["chat", "wiki"], ["chat"], ["eng"])
+    assert (user["apps"], user["direct_apps"], user["groups"]) == (
+        ["chat", "wiki"],
+        ["chat"],
+        ["eng"],
+    )
 
 
 def test_find_user_errors(people: Store) -> None:
@@ -390,9 +391,7 @@ def test_list_users(people: Store) -> None:
 
 def test_list_groups(people: Store) -> None:
     people.add_to_group("bob", "sales")
-    expected = pd.DataFrame(
-        {"name": ["eng", "sales"], "members": [2, 1], "apps": ["wiki", ""]}
-    )
+    expected = pd.DataFrame({"name": ["eng", "sales"], "members": [2, 1], "apps": ["wiki", ""]})
     pd.testing.assert_frame_equal(people.list_groups(), expected, check_dtype=False)
 
 

@@ -38,7 +38,6 @@ from tenacity.wait import wait_random_exponential
 
 from connectors.base import Account, AccountPage, Attributes, Connector, Value
 from connectors.errors import (
-    AuthError,
     BadRequestError,
     ConflictError,
     ConnectorError,
@@ -47,7 +46,7 @@ from connectors.errors import (
     NotFoundError,
     TransientError,
 )
-from connectors.http import parse_retry_after
+from connectors.http import NETWORK_ERRORS, is_retryable, raise_for_status, read_json
 from connectors.ratelimit import RateLimiter
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
@@ -64,12 +63,9 @@ from directory.config import UpdateMethod
 logger = logging.getLogger("roster.connectors.scim")
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-#: Worth retrying in place; other 5xx are raised as TransientError at once.
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: Apps add their own attributes and extensions; reading must not reject them.
 READ_POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore)
 M = TypeVar("M", bound=BaseModel)
-_NETWORK_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 class NoTargetError(BadRequestError):
@@ -118,7 +114,7 @@ class ScimConnector:
         self._backoff_cap = backoff_cap
         self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_cap)
         self._retrying = Retrying(
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(is_retryable),
             stop=stop_after_attempt(max_retries + 1),
             wait=self._backoff,
             sleep=sleep,
@@ -179,7 +175,8 @@ class ScimConnector:
         envelope, resources = self._get_list({"filter": expression, "count": 2})
         total = _total(envelope)
         if total > 1 or len(resources) > 1:
-            raise ConflictError(f"GET /Users: {total} accounts match {attribute}", status=409)
+            # Not an HTTP 409, but the same meaning: the account is disputed, do not guess.
+            raise ConflictError(f"GET /Users: {total} accounts match {attribute}")
         if total == 0:
             return None
         if not resources:
@@ -189,14 +186,14 @@ class ScimConnector:
     def get_account(self, remote_id: str) -> Account:
         self._begin()
         path = _user_path(remote_id)
-        raw = _json("GET", path, self._request("GET", path))
+        raw = read_json("GET", path, self._request("GET", path))
         return self._account(f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE)
 
     def create_account(self, attributes: Attributes) -> Account:
         """409 raises ConflictError: the caller finds the existing account and adopts it."""
         self._begin()
         response = self._request("POST", "/Users", json=to_resource(attributes))
-        raw = _json("POST", "/Users", response)
+        raw = read_json("POST", "/Users", response)
         return self._account("POST /Users", raw, Context.RESOURCE_CREATION_RESPONSE)
 
     def update_account(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
@@ -236,7 +233,7 @@ class ScimConnector:
     def _read_patch_support(self) -> bool:
         path = "/ServiceProviderConfig"
         try:
-            raw = _json("GET", path, self._request("GET", path))
+            raw = read_json("GET", path, self._request("GET", path))
         except NotFoundError:
             logger.warning("app %s has no %s; updating with PUT", self.name, path)
             return False
@@ -258,19 +255,19 @@ class ScimConnector:
         response = self._request("PATCH", path, json=body)
         # RFC 7644 §3.5.2: 200 with the resource, or 204 with no body.
         if response.status_code != 204 and response.content:
-            raw = _json("PATCH", path, response)
+            raw = read_json("PATCH", path, response)
             _validate(USER_MODEL, f"PATCH {path}", raw, Context.RESOURCE_PATCH_RESPONSE)
 
     def _put(self, remote_id: str, attributes: Mapping[str, Value]) -> None:
         path = _user_path(remote_id)
         body = merge_for_put(self._get_raw(remote_id), attributes)
-        raw = _json("PUT", path, self._request("PUT", path, json=body))
+        raw = read_json("PUT", path, self._request("PUT", path, json=body))
         _validate(USER_MODEL, f"PUT {path}", raw, Context.RESOURCE_REPLACEMENT_RESPONSE)
 
     def _get_raw(self, remote_id: str) -> dict[str, Any]:
         """The resource as the app sent it (validated), for PUT and PATCH fallbacks."""
         path = _user_path(remote_id)
-        raw = _json("GET", path, self._request("GET", path))
+        raw = read_json("GET", path, self._request("GET", path))
         _validate(USER_MODEL, f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE)
         return dict(raw)
 
@@ -280,7 +277,7 @@ class ScimConnector:
         """The ListResponse envelope, validated on its own, and its raw resources, which
         the caller validates one by one so that one bad account spoils only itself."""
         response = self._request("GET", "/Users", params=params)
-        body = _json("GET", "/Users", response)
+        body = read_json("GET", "/Users", response)
         if not isinstance(body, dict):
             raise InvalidResponseError("GET /Users: the body is not a ListResponse object")
         resources = body.get("Resources")
@@ -321,7 +318,11 @@ class ScimConnector:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        """The one place that talks to httpx. Raises the typed errors of connectors.errors."""
+        """The one place that talks to httpx. Raises the typed errors of connectors.errors.
+
+        Retries cover writes too: a POST whose lost first attempt did land comes back
+        409 on the retry, which the caller handles like any conflict (find and adopt).
+        """
         if self.dry_run and method != "GET":
             raise DryRunError(f"{method} {path}: refused, app {self.name} is in dry-run mode")
         stats = self._stats()
@@ -333,12 +334,12 @@ class ScimConnector:
                     self._limiter.acquire()
                 try:
                     response = self._client.request(method, path, params=params, json=json)
-                except _NETWORK_ERRORS as exc:
+                except NETWORK_ERRORS as exc:
                     raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
                 except httpx.HTTPError as exc:
                     raise ConnectorError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
                 logger.debug("%s %s -> %s", method, path, response.status_code)
-                raise_for_status(method, path, response)
+                _check(method, path, response)
                 return response
         raise AssertionError("tenacity returned without a result")  # pragma: no cover
 
@@ -355,31 +356,16 @@ class ScimConnector:
         logger.info("app %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, wait)
 
 
-def raise_for_status(method: str, path: str, response: httpx.Response) -> None:
-    """Map a status to connectors.errors. Messages carry the SCIM ``scimType`` and
-    ``detail`` (RFC 7644 §3.12), never request bodies or headers."""
-    status = response.status_code
-    if 200 <= status < 300:
+def _check(method: str, path: str, response: httpx.Response) -> None:
+    """connectors.http.raise_for_status, with the SCIM error body (RFC 7644 §3.12) as the
+    reason and ``noTarget`` told apart."""
+    if response.is_success:
         return
     scim_type, detail = _error_body(response)
-    reason = ": ".join(part for part in (scim_type, detail) if part) or response.reason_phrase
-    message = f"{method} {path}: {status} {reason}".rstrip()
-    if status in (401, 403):
-        raise AuthError(message, status=status)
-    if status == 404:
-        raise NotFoundError(message, status=status)
-    if status == 409:
-        raise ConflictError(message, status=status)
-    if status in RETRY_STATUSES:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise TransientError(message, status=status, retry_after=retry_after)
-    if status == 400 and scim_type == "noTarget":
-        raise NoTargetError(message, status=status)
-    if status >= 500 and status != 501:  # 501: the app will never do it (e.g. PATCH)
-        raise TransientError(message, status=status)
-    if status >= 400:
-        raise BadRequestError(message, status=status)
-    raise InvalidResponseError(message, status=status)  # 1xx/3xx: nothing SCIM sends
+    reason = ": ".join(part for part in (scim_type, detail) if part) or None
+    if response.status_code == 400 and scim_type == "noTarget":
+        raise NoTargetError(f"{method} {path}: 400 {reason}", status=400)
+    raise_for_status(method, path, response, reason=reason)
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
@@ -389,21 +375,6 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
         return None, None
     detail = error.detail[:200] if error.detail else None
     return error.scim_type, detail
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    """429, 502-504 and network failures (status None); other TransientErrors are left
-    to the caller's retry policy."""
-    return isinstance(exc, TransientError) and (exc.status is None or exc.status in RETRY_STATUSES)
-
-
-def _json(method: str, path: str, response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise InvalidResponseError(
-            f"{method} {path}: {response.status_code} body is not JSON", status=response.status_code
-        ) from exc
 
 
 def _validate(model: type[M], where: str, raw: Any, context: Context) -> M:

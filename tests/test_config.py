@@ -1,0 +1,134 @@
+"""roster.yaml: the minimal form works; every error names the file, the key path and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from directory.config import (
+    DEFAULT_MAPPING,
+    ENTERPRISE,
+    Action,
+    ConfigError,
+    DeprovisionMode,
+    load_config,
+)
+
+MINIMAL = """
+apps:
+  - name: chat
+    connector: scim
+    base_url: http://127.0.0.1:8080/chat/v2
+    token_env: CHAT_TOKEN        # bearer token from the environment
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "roster.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_minimal_config_gets_sensible_defaults(tmp_path: Path) -> None:
+    app = load_config(write(tmp_path, MINIMAL)).apps[0]
+    assert app.effective_mapping == DEFAULT_MAPPING
+    assert app.match_on == ["userName", 'emails[type eq "work"].value']
+    assert app.actions == {Action.CREATE, Action.UPDATE, Action.DEACTIVATE}
+    assert app.deprovision is DeprovisionMode.DEACTIVATE
+    assert (app.page_size, app.concurrency, app.rate_limit, app.verify_tls) == (500, 4, None, True)
+
+
+def test_mapping_merges_over_defaults_and_null_drops_an_entry(tmp_path: Path) -> None:
+    text = (
+        MINIMAL
+        + f"""    mapping:
+      title: department
+      "{ENTERPRISE}:costCenter": {{constant: R&D}}
+      "{ENTERPRISE}:manager.value": null
+"""
+    )
+    mapping = load_config(write(tmp_path, text)).apps[0].effective_mapping
+    assert mapping["title"] == "department"
+    assert mapping[f"{ENTERPRISE}:costCenter"].constant == "R&D"  # type: ignore[union-attr]
+    assert f"{ENTERPRISE}:manager.value" not in mapping
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("    base_url: not a url\n", "apps[0].base_url: Input should be a valid URL"),
+        ("    page_size: 0\n", "apps[0].page_size: Input should be greater than or equal to 1"),
+        (
+            "    deprovision: shred\n",
+            "apps[0].deprovision: Input should be 'deactivate' or 'delete'",
+        ),
+        ("    colour: blue\n", "apps[0].colour: Extra inputs are not permitted"),
+        ("    mapping: {title: shoe_size}\n", "unknown directory field 'shoe_size'"),
+        ("    match_on: [nickName]\n", "match_on names unmapped attributes: nickName"),
+        ("    deprovision: delete\n", "deprovision: delete needs 'delete' in actions"),
+    ],
+)
+def test_errors_name_the_file_the_key_path_and_the_problem(
+    tmp_path: Path, extra: str, expected: str
+) -> None:
+    text = (
+        MINIMAL.replace("    base_url: http://127.0.0.1:8080/chat/v2\n", "")
+        if "base_url" in extra
+        else MINIMAL
+    )
+    path = write(tmp_path, text + extra)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: invalid configuration")
+    assert expected in message
+
+
+def test_missing_required_key_and_duplicate_names(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "apps:\n  - name: a\n    connector: scim\n    base_url: http://x/v2\n"
+        "    token_env: T\n  - name: a\n    connector: scim\n"
+        "    base_url: http://y/v2\n",
+    )
+    message = str(pytest.raises(ConfigError, load_config, path).value)
+    assert "apps[1].token_env: Field required" in message
+    path = write(tmp_path, MINIMAL + MINIMAL.replace("apps:\n", ""))
+    assert "app names must be unique: chat" in str(
+        pytest.raises(ConfigError, load_config, path).value
+    )
+
+
+def test_config_is_found_by_option_then_env_then_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    env_file = write(tmp_path / "a", MINIMAL.replace("chat", "from-env"))
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, MINIMAL.replace("chat", "from-cwd"))
+    assert load_config().apps[0].name == "from-cwd"
+    monkeypatch.setenv("ROSTER_CONFIG", str(env_file))
+    assert load_config().apps[0].name == "from-env"
+    assert load_config(tmp_path / "roster.yaml").apps[0].name == "from-cwd"
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = write(tmp_path, "apps: [\n")
+    assert "not valid YAML" in str(pytest.raises(ConfigError, load_config, bad).value)
+    missing = tmp_path / "nope.yaml"
+    assert "configuration file not found" in str(
+        pytest.raises(ConfigError, load_config, missing).value
+    )
+
+
+def test_token_comes_from_the_environment_and_a_missing_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = load_config(write(tmp_path, MINIMAL)).apps[0]
+    monkeypatch.delenv("CHAT_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="environment variable CHAT_TOKEN is not set"):
+        app.token()
+    monkeypatch.setenv("CHAT_TOKEN", "s3cret")
+    assert app.token() == "s3cret"
+    assert "s3cret" not in repr(app)
