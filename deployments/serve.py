@@ -1,6 +1,6 @@
 """Run Roster's deployments in one process, without a work pool or worker (Prefect's ``serve``).
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api python -m deployments.serve [--interval 900]
+PREFECT_API_URL=http://127.0.0.1:4200/api python -m deployments.serve [--interval 900]
 """
 
 from __future__ import annotations

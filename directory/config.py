@@ -176,7 +176,7 @@ class RosterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database_url: str | None = None
-    safety: Safety = Field(default_factory=lambda: Safety())
+    safety: Safety = Field(default_factory=lambda: Safety.model_validate({}))
     apps: list[AppConfig] = Field(default_factory=list)
 
     @field_validator("apps")

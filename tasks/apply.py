@@ -62,7 +62,7 @@ ERROR_POLICY: dict[type[ConnectorError], Disposition] = {
 def disposition(exc: ConnectorError) -> Disposition:
     for kind in type(exc).__mro__:
         if kind in ERROR_POLICY:
-            return ERROR_POLICY[kind]  # type: ignore[index]
+            return ERROR_POLICY[kind]
     return Disposition.RECORD
 
 

@@ -250,7 +250,10 @@ def _plan_linked(
         situation=np.where(drifted, Situation.DRIFTED, Situation.IN_SYNC),
         action=np.where(drifted, PlannedAction.UPDATE, PlannedAction.NONE),
         changes=changes,
-        origin=np.where(drifted, np.where(same_hash, "app", "directory"), None),
+        origin=[
+            ("app" if same else "directory") if d else None
+            for d, same in zip(drifted, same_hash, strict=True)
+        ],
     )
     return _concat([kept, _plan_deprovision(linked[~in_scope], remote[~in_scope], rules)])
 

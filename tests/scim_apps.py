@@ -15,8 +15,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 from scim2_models import ScimProvider

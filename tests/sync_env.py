@@ -15,8 +15,19 @@ from directory.store import Store
 from tasks import session
 from tests.scim_apps import InProcessScim
 
-FIELDS = ["user_name", "email", "given_name", "family_name", "display_name", "department",
-          "title", "employee_number", "manager", "active", "apps"]
+FIELDS = [
+    "user_name",
+    "email",
+    "given_name",
+    "family_name",
+    "display_name",
+    "department",
+    "title",
+    "employee_number",
+    "manager",
+    "active",
+    "apps",
+]
 
 
 @dataclass
@@ -34,11 +45,19 @@ class Installation:
     def write_config(self, **overrides: Any) -> None:
         apps = []
         for name in self.apps:
-            entry = {"name": name, "connector": "scim", "base_url": self.scim.base_url(name),
-                     "token_env": "ROSTER_TEST_TOKEN", **self.app_settings.get(name, {})}
+            entry = {
+                "name": name,
+                "connector": "scim",
+                "base_url": self.scim.base_url(name),
+                "token_env": "ROSTER_TEST_TOKEN",
+                **self.app_settings.get(name, {}),
+            }
             apps.append(entry)
-        document = {"database_url": str(self.store.engine.url.render_as_string(False)),
-                    "apps": apps, **overrides}
+        document = {
+            "database_url": str(self.store.engine.url.render_as_string(False)),
+            "apps": apps,
+            **overrides,
+        }
         (self.root / "roster.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
 
     def import_people(self, people: list[dict[str, Any]], *, full: bool = False) -> None:
@@ -54,13 +73,26 @@ class Installation:
         return {u["userName"]: u for u in self.scim.users(app)}
 
 
-def person(i: int, *, apps: str = "chat;wiki", manager: str = "", active: bool = True,
-           department: str = "Engineering", title: str = "Engineer") -> dict[str, Any]:
+def person(
+    i: int,
+    *,
+    apps: str = "chat;wiki",
+    manager: str = "",
+    active: bool = True,
+    department: str = "Engineering",
+    title: str = "Engineer",
+) -> dict[str, Any]:
     return {
-        "user_name": f"user{i:04d}", "email": f"user{i:04d}@example.com",
-        "given_name": f"Given{i}", "family_name": f"Family{i}",
-        "display_name": f"Given{i} Family{i}", "department": department, "title": title,
-        "employee_number": f"E{i:05d}", "manager": manager, "active": str(active).lower(),
+        "user_name": f"user{i:04d}",
+        "email": f"user{i:04d}@example.com",
+        "given_name": f"Given{i}",
+        "family_name": f"Family{i}",
+        "display_name": f"Given{i} Family{i}",
+        "department": department,
+        "title": title,
+        "employee_number": f"E{i:05d}",
+        "manager": manager,
+        "active": str(active).lower(),
         "apps": apps,
     }
 

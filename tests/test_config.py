@@ -30,6 +30,12 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def error_of(path: Path) -> str:
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    return str(error.value)
+
+
 def test_minimal_config_gets_sensible_defaults(tmp_path: Path) -> None:
     app = load_config(write(tmp_path, MINIMAL)).apps[0]
     assert app.effective_mapping == DEFAULT_MAPPING
@@ -92,12 +98,10 @@ def test_missing_required_key_and_duplicate_names(tmp_path: Path) -> None:
         "    token_env: T\n  - name: a\n    connector: scim\n"
         "    base_url: http://y/v2\n",
     )
-    message = str(pytest.raises(ConfigError, load_config, path).value)
+    message = error_of(path)
     assert "apps[1].token_env: Field required" in message
     path = write(tmp_path, MINIMAL + MINIMAL.replace("apps:\n", ""))
-    assert "app names must be unique: chat" in str(
-        pytest.raises(ConfigError, load_config, path).value
-    )
+    assert "app names must be unique: chat" in error_of(path)
 
 
 def test_config_is_found_by_option_then_env_then_cwd(
@@ -115,11 +119,9 @@ def test_config_is_found_by_option_then_env_then_cwd(
 
 def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = write(tmp_path, "apps: [\n")
-    assert "not valid YAML" in str(pytest.raises(ConfigError, load_config, bad).value)
+    assert "not valid YAML" in error_of(bad)
     missing = tmp_path / "nope.yaml"
-    assert "configuration file not found" in str(
-        pytest.raises(ConfigError, load_config, missing).value
-    )
+    assert "configuration file not found" in error_of(missing)
 
 
 def test_token_comes_from_the_environment_and_a_missing_one_is_named(

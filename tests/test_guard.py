@@ -14,8 +14,10 @@ def plan_of(deactivate: int, keep: int, gone: int = 0) -> pd.DataFrame:
         + [(Situation.GONE, PlannedAction.CREATE)] * gone
     )
     return pd.DataFrame(
-        [{"user_id": f"u{i}", "situation": s, "action": a, "note": None, "held": False}
-         for i, (s, a) in enumerate(rows)]
+        [
+            {"user_id": f"u{i}", "situation": s, "action": a, "note": None, "held": False}
+            for i, (s, a) in enumerate(rows)
+        ]
     )
 
 

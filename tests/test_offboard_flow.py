@@ -57,8 +57,9 @@ def test_offboarding_deactivates_the_person_in_every_app_and_nobody_else(
 
 
 def test_offboarding_with_delete_mode_removes_the_account(env: Installation) -> None:
-    env.app_settings = {"crm": {"deprovision": "delete",
-                                "actions": ["create", "update", "deactivate", "delete"]}}
+    env.app_settings = {
+        "crm": {"deprovision": "delete", "actions": ["create", "update", "deactivate", "delete"]}
+    }
     env.write_config()
     env.import_people(people(4, apps="chat;crm"))
     sync(config_path=env.config_path)

@@ -39,7 +39,7 @@ def run(env: Installation, **kwargs: object) -> dict:
 def test_initial_sync_creates_every_assigned_account_with_attributes_and_manager(
     env: Installation,
 ) -> None:
-    env.import_people(people(30) + [person(99, apps="chat")])
+    env.import_people([*people(30), person(99, apps="chat")])
     result = run(env)
     assert result["apps"]["chat"]["summary"]["created"] == 31
     assert result["apps"]["wiki"]["summary"]["created"] == 30
@@ -68,10 +68,14 @@ def test_existing_accounts_are_adopted_not_duplicated(env: Installation) -> None
     env.import_people(people(10))
     with env.scim.client("chat") as client:
         for i in (1, 2):  # exist already, one with a stale title and upper-case userName
-            client.post("/Users", json={
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": f"USER000{i}", "title": "Old title",
-            })
+            client.post(
+                "/Users",
+                json={
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": f"USER000{i}",
+                    "title": "Old title",
+                },
+            )
     result = run(env)
     chat = env.scim.users("chat")
     assert len(chat) == 10
@@ -87,15 +91,22 @@ def test_drift_in_the_app_is_detected_and_repaired(env: Installation) -> None:
     run(env)
     target = env.accounts("chat")["user0003"]
     with env.scim.client("chat") as client:
-        client.patch(f"/Users/{target['id']}", json={
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "title", "value": "Hacked"},
-                           {"op": "replace", "path": "active", "value": False}],
-        })
+        client.patch(
+            f"/Users/{target['id']}",
+            json={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [
+                    {"op": "replace", "path": "title", "value": "Hacked"},
+                    {"op": "replace", "path": "active", "value": False},
+                ],
+            },
+        )
     result = run(env)
     drift = [r for r in result["apps"]["chat"]["drift"] if r["user"] == "user0003"]
     assert {(r["attribute"], r["old"], r["new"]) for r in drift} == {
-        ("title", "Hacked", "Engineer"), ("active", "False", "True")}
+        ("title", "Hacked", "Engineer"),
+        ("active", "False", "True"),
+    }
     assert result["apps"]["chat"]["summary"]["updated"] == 1
     repaired = env.accounts("chat")["user0003"]
     assert (repaired["title"], repaired["active"]) == ("Engineer", True)
@@ -137,7 +148,10 @@ def test_safety_hold_keeps_mass_deactivation_until_approved(env: Installation) -
     held = run(env, app="chat")
     summary = held["apps"]["chat"]["summary"]
     assert (summary["held"], summary["deactivated"], held["apps"]["chat"]["status"]) == (
-        20, 0, "held")
+        20,
+        0,
+        "held",
+    )
     assert all(u["active"] for u in env.scim.users("chat"))
     approved = run(env, app="chat", approve_held=True)
     assert approved["apps"]["chat"]["summary"]["deactivated"] == 20
