@@ -86,7 +86,7 @@ def report_command(
 ) -> None:
     """Show the last run's summary and actions (from the action log; no Prefect needed)."""
     with open_store(ctx) as (_, store):
-        run = store.latest_run()
+        run = _latest_run(store)
         if run is None:
             stderr.print("no runs yet: run `roster sync`")
             raise typer.Exit(1)
@@ -102,6 +102,12 @@ def report_command(
     if run["kind"] == "sync" and summary and not failed:
         _print_summary_table(summary)
     _print_actions(actions)
+
+
+def _latest_run(store: Any) -> dict[str, Any] | None:
+    """The latest sync or offboarding (imports are runs too, but have no account actions)."""
+    runs = [r for r in (store.latest_run("sync"), store.latest_run("offboard")) if r]
+    return max(runs, key=lambda r: r["started_at"]) if runs else None
 
 
 def still_failing(actions: Any) -> Any:

@@ -65,7 +65,12 @@ def test_import_the_sample_directory(store: Store) -> None:
     depth = {name: _depth(name, managers) for name in managers}
     assert max(depth.values()) == 4  # CEO, department heads, team leads, individuals
     by_department = people.groupby("department")["user_id"].apply(set)
-    expected_crm = by_department["Sales"] | by_department["Support"] | by_department["Executive"]
+    expected_crm = (
+        by_department["Sales"]
+        | by_department["Support"]
+        | by_department["Product"]
+        | by_department["Executive"]
+    )
     assert store.read_assigned("crm") == expected_crm
     assert store.read_assigned("chat") == set(people["user_id"])
     again = run_import(store, SAMPLE)

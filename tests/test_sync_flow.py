@@ -182,3 +182,55 @@ def test_a_failing_app_does_not_block_the_others(env: Installation) -> None:
     assert result["apps"]["wiki"]["status"] == "failed"
     assert "not-the-token" not in result["apps"]["wiki"]["error"]
     assert result["apps"]["chat"]["summary"]["created"] == 5
+
+
+def test_report_artifacts_are_keyed_per_app_and_hold_the_drift(env: Installation) -> None:
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    env.import_people(people(3))
+    run(env, app="wiki")
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drift-wiki"])),
+            limit=5,
+        )
+        summaries = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drift-wiki-summary"])),
+            limit=5,
+        )
+    assert found and found[0].type == "table"
+    rows = json.loads(found[0].data) if isinstance(found[0].data, str) else found[0].data
+    assert {(r["user"], r["action"], r["status"]) for r in rows} >= {
+        ("user0001", "create", "succeeded")
+    }
+    summary = summaries[0].data.splitlines()
+    assert summary[2].startswith("| created | updated | deactivated |")
+    assert summary[4].startswith("| 3 | 0 | 0 |")
+
+
+def test_the_token_appears_in_no_log_record_and_no_result(
+    env: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    env.import_people(people(3))
+    with caplog.at_level(logging.DEBUG):
+        result = run(env)
+        env.app_settings = {"chat": {"token_env": "BAD_TOKEN"}}
+        env.write_config()
+        import os
+
+        os.environ["BAD_TOKEN"] = "wrong-" + TOKEN
+        try:
+            failed = run(env, app="chat")
+        finally:
+            del os.environ["BAD_TOKEN"]
+    assert failed["apps"]["chat"]["status"] == "failed"
+    texts = [caplog.text, json.dumps(result, default=str), json.dumps(failed, default=str)]
+    actions = env.store.read_actions()
+    texts.append(actions.to_json())
+    assert not [t for t in texts if TOKEN in t]

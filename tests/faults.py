@@ -1,0 +1,42 @@
+"""A fault-injecting WSGI middleware in front of the real scim2-server (tests only)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+
+
+class FailCreates:
+    """Answer 503 to the first ``times`` POSTs of each listed userName, then pass through.
+
+    Also counts POSTs per userName that reached the real server, to prove nobody was
+    created twice."""
+
+    def __init__(self, app: WSGIApp, user_names: set[str], times: int) -> None:
+        self.app = app
+        self.remaining = Counter({name: times for name in user_names})
+        self.reached: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] != "POST" or not environ["PATH_INFO"].endswith("/Users"):
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        name = json.loads(body).get("userName", "")
+        with self.lock:
+            fail = self.remaining[name] > 0
+            if fail:
+                self.remaining[name] -= 1
+            else:
+                self.reached[name] += 1
+        if fail:
+            start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+            return [b'{"status": "503", "detail": "injected"}']
+        return self.app(environ, start_response)

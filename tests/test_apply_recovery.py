@@ -1,0 +1,116 @@
+"""Retries and crashes never duplicate an account, and a batch retry redoes only the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from directory.store import Store
+from flows.sync import sync
+from tasks import session
+from tests.faults import FailCreates
+from tests.scim_apps import TOKEN, InProcessScim
+from tests.sync_env import Installation, people, route_to
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, scim: InProcessScim, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Installation]:
+    monkeypatch.setenv("ROSTER_TEST_TOKEN", TOKEN)
+    store = Store(f"sqlite:///{tmp_path / 'roster.db'}")
+    installation = Installation(tmp_path, scim, ["chat"], store)
+    installation.app_settings = {"chat": {"max_retries": 0}}
+    installation.write_config()
+    route_to(scim, ["chat"])
+    yield installation
+    session.TRANSPORTS.clear()
+    store.dispose()
+
+
+def test_prefect_batch_retry_reruns_only_the_accounts_not_done(env: Installation) -> None:
+    flaky = FailCreates(env.scim.app, {"user0003", "user0007"}, times=1)
+    session.TRANSPORTS["chat"] = httpx.WSGITransport(app=flaky)  # type: ignore[arg-type]
+    env.import_people(people(10, apps="chat"))
+
+    result = sync(config_path=env.config_path)
+
+    assert result["apps"]["chat"]["summary"]["created"] == 10
+    assert result["apps"]["chat"]["summary"]["failed"] == 0
+    assert max(flaky.reached.values()) == 1 and len(flaky.reached) == 10
+    assert len(env.scim.users("chat")) == 10
+    log = env.store.read_actions(result["run_id"])
+    tries = log.groupby("user_name")["outcome"].apply(list).to_dict()
+    assert tries["user0003"] == ["failed", "succeeded"]
+    assert tries["user0001"] == ["succeeded"]
+
+
+def test_accounts_failing_every_retry_are_reported_and_retried_next_run(
+    env: Installation,
+) -> None:
+    flaky = FailCreates(env.scim.app, {"user0002"}, times=3)  # outlasts the batch's 2 retries
+    session.TRANSPORTS["chat"] = httpx.WSGITransport(app=flaky)  # type: ignore[arg-type]
+    env.import_people(people(4, apps="chat"))
+
+    first = sync(config_path=env.config_path)
+    assert first["apps"]["chat"]["summary"]["failed"] == 1
+    assert first["apps"]["chat"]["summary"]["created"] == 3
+    failed = [r for r in first["apps"]["chat"]["drift"] if r["status"] == "failed"]
+    assert {r["user"] for r in failed} == {"user0002"}
+    assert "503" in failed[0]["error"]
+
+    second = sync(config_path=env.config_path)
+    assert second["apps"]["chat"]["summary"]["created"] == 1
+    assert len(env.scim.users("chat")) == 4
+
+
+def test_a_crash_before_links_were_written_is_repaired_by_adoption(env: Installation) -> None:
+    env.import_people(people(12, apps="chat"))
+    sync(config_path=env.config_path)
+    # what a kill -9 between the requests and the link write leaves: accounts, no links
+    env.store.delete_links("chat", env.store.read_links("chat")["user_id"])
+
+    again = sync(config_path=env.config_path)
+
+    assert again["apps"]["chat"]["summary"]["linked"] == 12
+    assert again["apps"]["chat"]["summary"]["created"] == 0
+    assert len(env.scim.users("chat")) == 12
+    assert len(env.store.read_links("chat")) == 12
+
+
+def test_a_409_on_create_adopts_the_existing_account(env: Installation) -> None:
+    """The plan saw no account, but one appeared before the create (a concurrent run)."""
+    from directory.config import load_config
+    from tasks.apply import ApplyContext, Outcome, WorkItem, apply_account
+    from tasks.plan import PlannedAction, PlanRules
+
+    app = load_config(env.config_path).apps[0]
+    with env.scim.client("chat") as client:
+        client.post(
+            "/Users",
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "late.arrival",
+                "title": "Stale",
+            },
+        )
+    connector = session.open_connector(app, dry_run=False)
+    item = WorkItem(
+        user_id="u1",
+        user_name="late.arrival",
+        remote_id=None,
+        action=PlannedAction.CREATE,
+        situation="missing",
+        changes=None,
+        attr_hash=None,
+        desired={"userName": "late.arrival", "title": "Engineer", "active": True},
+    )
+    ctx = ApplyContext(app=app, connector=connector, rules=PlanRules.for_app(app))
+    result = apply_account(item, ctx)
+    assert result.outcome is Outcome.ADOPTED
+    accounts = env.scim.users("chat")
+    assert len(accounts) == 1 and accounts[0]["id"] == result.remote_id
+    assert accounts[0]["title"] == "Engineer"
