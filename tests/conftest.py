@@ -20,6 +20,8 @@ def scim() -> InProcessScim:
 
 def _postgres_url() -> str:
     url = os.environ.get(POSTGRES_URL_ENV)
+    if not url and os.environ.get("ROSTER_REQUIRE_POSTGRES"):
+        pytest.fail(f"ROSTER_REQUIRE_POSTGRES is set but {POSTGRES_URL_ENV} is not")
     if not url:
         pytest.skip(
             f"PostgreSQL tests need {POSTGRES_URL_ENV} "
