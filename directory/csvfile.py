@@ -14,21 +14,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from directory.config import DIRECTORY_FIELDS
 from directory.errors import CsvImportError, DirectoryError, InvalidNameError, RowError
 from directory.queries import check_app_name, check_group_name
 
 REQUIRED_COLUMNS = ("user_name", "email")
-TEXT_COLUMNS = (
-    "user_name",
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-)
+#: every directory field a file can set, except the boolean ``active``
+TEXT_COLUMNS = tuple(f for f in DIRECTORY_FIELDS if f not in ("user_id", "active"))
 KNOWN_COLUMNS = (*TEXT_COLUMNS, "active", "apps", "groups")
 #: column widths in models.py, so PostgreSQL never rejects a row that passed validation
 MAX_LENGTH = {"email": 320, "employee_number": 64}

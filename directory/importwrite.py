@@ -9,19 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from directory.config import DIRECTORY_FIELDS
 from directory.models import Group, GroupMember, User, UserApp, utcnow
 from directory.queries import batched
 
+#: what an import may change on an existing user (user_id and user_name are the keys)
 UPDATED_COLUMNS = (
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "active",
+    *(f for f in DIRECTORY_FIELDS if f not in ("user_id", "user_name")),
     "updated_at",
 )
 

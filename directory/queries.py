@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
+from directory.config import DIRECTORY_FIELDS
 from directory.errors import InvalidNameError
 from directory.models import GroupApp, GroupMember, User, UserApp
 
@@ -25,19 +26,7 @@ SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 #: the pattern AppConfig.name allows, so an assignment can always name a configurable app
 APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-USER_COLUMNS = [
-    "user_id",
-    "user_name",
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "active",
-]
+USER_COLUMNS = list(DIRECTORY_FIELDS)
 
 T = TypeVar("T")
 

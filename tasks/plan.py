@@ -141,31 +141,31 @@ def plan_changes(
     account or user concerned; users out of scope with nothing in the app are left out.
     """
     actual = _with_targets(actual, rules.targets)
-    live = links[links["remote_id"].isin(actual["remote_id"])]
+    accounts = AccountIndex(actual["remote_id"])
+    link_at = accounts.positions(links["remote_id"])
+    live = links[accounts.contains(links["remote_id"], link_at)]
     dead_users = set(links.loc[~links.index.isin(live.index), "user_id"])
+    live_at = None if link_at is None else link_at[link_at >= 0]
 
-    joined = desired.merge(
-        live[["user_id", "remote_id", "attr_hash", "status"]].rename(
-            columns={"attr_hash": "last_hash", "status": "link_status"}
-        ),
-        on="user_id",
-        how="left",
+    linked_columns = live[["user_id", "remote_id", "attr_hash", "status"]].rename(
+        columns={"attr_hash": "last_hash", "status": "link_status"}
     )
+    if live_at is not None:  # carried along, so linked rows find their account by position
+        linked_columns[_AT] = live_at
+    joined = desired.merge(linked_columns, on="user_id", how="left")
     is_linked = joined["remote_id"].notna()
     unlinked = joined[~is_linked]
-    free = actual[~actual["remote_id"].isin(live["remote_id"])]
+    free = actual[~accounts.claimed(live["remote_id"], live_at)]
     match = match_accounts(unlinked, free, rules)
 
-    owner = pd.concat(
-        [
-            pd.Series(live["user_id"].to_numpy(), index=live["remote_id"].to_numpy()),
-            pd.Series(match.pairs["user_id"].to_numpy(), index=match.pairs["remote_id"].to_numpy()),
-        ]
+    owners = accounts.owners(live, live_at, match.pairs)
+    actual_by_id = _translate_references(actual, rules.references, accounts, owners).set_index(
+        "remote_id"
     )
-    actual_by_id = _translate_references(actual, rules.references, owner).set_index("remote_id")
 
+    linked = joined[is_linked]
     parts = [
-        _plan_linked(joined[is_linked], actual_by_id, rules),
+        _plan_linked(linked, _accounts_of(linked, actual_by_id), rules),
         _plan_matched(unlinked, match.pairs, actual_by_id, rules),
         _plan_unmatched(unlinked, match, dead_users, rules),
         _plan_free_accounts(free, match),
@@ -174,6 +174,91 @@ def plan_changes(
     plan["held"] = False
     plan["attr_hash"] = _hashes_for_writes(plan, desired, rules)
     return plan[[*PLAN_COLUMNS, "attr_hash"]].reset_index(drop=True)
+
+
+#: Column carried from the links into the joined frame: the linked account's row in
+#: ``actual``. SCIM paths start with a letter, so no target can be called this.
+_AT = "_account_row"
+
+
+class AccountIndex:
+    """The app's remote ids, hashed once for every lookup the plan makes by remote id
+    (which links are live, which accounts are free, linked rows' accounts, references).
+
+    At a million accounts each pandas lookup by remote id rebuilds a hash table over
+    object strings (about a second each); positions in ``actual`` are reused instead.
+    A listing with duplicate remote ids (connectors de-duplicate, so only a caller's
+    frame can have them) keeps pandas' label semantics: ``positions`` is then None.
+    """
+
+    def __init__(self, remote_ids: pd.Series) -> None:
+        self.remote_ids = remote_ids
+        self.index = pd.Index(remote_ids.to_numpy(dtype=object), dtype=object)
+        self.unique = bool(self.index.is_unique)
+
+    def positions(self, remote_ids: pd.Series) -> np.ndarray | None:
+        """Each id's row in ``actual``, -1 where absent; None if ids are not unique."""
+        if not self.unique:
+            return None
+        return self.index.get_indexer(remote_ids.to_numpy(dtype=object))
+
+    def contains(self, remote_ids: pd.Series, at: np.ndarray | None) -> np.ndarray:
+        """``remote_ids.isin(actual ids)``; ``at``: their ``positions``."""
+        if at is None:
+            return remote_ids.isin(self.remote_ids).to_numpy(dtype=bool)
+        return at >= 0
+
+    def claimed(self, remote_ids: pd.Series, at: np.ndarray | None) -> np.ndarray:
+        """Per account, ``actual ids .isin(remote_ids)``; ``at``: their ``positions``."""
+        if at is None:
+            return self.remote_ids.isin(remote_ids).to_numpy(dtype=bool)
+        claimed = np.zeros(len(self.index), dtype=bool)
+        claimed[at] = True
+        return claimed
+
+    def owners(
+        self, live: pd.DataFrame, live_at: np.ndarray | None, pairs: pd.DataFrame
+    ) -> pd.Series | np.ndarray:
+        """Who owns each account: a user_id per row of ``actual`` (None: nobody), or,
+        without positions, a Series remote_id -> user_id. Links first, then matches;
+        the first owner of an account wins."""
+        if live_at is None:
+            owner = pd.concat(
+                [
+                    pd.Series(live["user_id"].to_numpy(), index=live["remote_id"].to_numpy()),
+                    pd.Series(pairs["user_id"].to_numpy(), index=pairs["remote_id"].to_numpy()),
+                ]
+            )
+            return owner[~owner.index.duplicated()]
+        pair_at = self.index.get_indexer(pairs["remote_id"].to_numpy(dtype=object))
+        at = np.concatenate([live_at, pair_at])
+        users = np.concatenate(
+            [live["user_id"].to_numpy(dtype=object), pairs["user_id"].to_numpy(dtype=object)]
+        )
+        rows, first = np.unique(at, return_index=True)
+        owner = np.full(len(self.index), None, dtype=object)
+        owner[rows] = users[first]
+        return owner
+
+    def translate(self, raw: pd.Series, owners: pd.Series | np.ndarray) -> pd.Series:
+        """Each remote id in ``raw`` replaced by its owner's user_id, where it has one."""
+        if isinstance(owners, pd.Series):
+            mapped = raw.map(owners)
+            return mapped.astype(object).where(mapped.notna(), raw.astype(object))
+        at = self.index.get_indexer(raw.to_numpy(dtype=object))
+        found = np.full(len(raw), None, dtype=object)
+        found[at >= 0] = owners[at[at >= 0]]
+        known = pd.notna(found)
+        values = raw.to_numpy(dtype=object).copy()
+        values[known] = found[known]
+        return pd.Series(values, index=raw.index, dtype=object)
+
+
+def _accounts_of(linked: pd.DataFrame, actual_by_id: pd.DataFrame) -> pd.DataFrame:
+    """``actual_by_id.loc[linked["remote_id"]]``, by position when the rows carry one."""
+    if _AT not in linked.columns:
+        return actual_by_id.loc[linked["remote_id"]]
+    return actual_by_id.iloc[linked[_AT].to_numpy().astype(np.intp)]
 
 
 # -- matching ---------------------------------------------------------------------------------
@@ -233,29 +318,38 @@ def _key(values: pd.Series, folded: bool) -> pd.Series:
 # -- the four kinds of rows -----------------------------------------------------------------
 
 
-def _plan_linked(
-    linked: pd.DataFrame, actual_by_id: pd.DataFrame, rules: PlanRules
-) -> pd.DataFrame:
-    remote = actual_by_id.loc[linked["remote_id"]]
+def _plan_linked(linked: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
+    """``remote``: each linked row's account, row for row (references translated)."""
     in_scope = linked["in_scope"].to_numpy(dtype=bool)
-    scoped, scoped_remote = linked[in_scope], remote[in_scope]
-    changes = diff_attributes(scoped, scoped_remote, rules)
+    everyone = bool(in_scope.all())  # the usual case: spare two copies of a million rows
+    scoped = linked if everyone else linked[in_scope]
+    changes = diff_attributes(scoped, remote if everyone else remote[in_scope], rules)
     drifted = np.array([c is not None for c in changes], dtype=bool)
     same_hash = np.zeros(len(scoped), dtype=bool)
+    hashes = np.full(len(scoped), None, dtype=object)
     if drifted.any():
-        hashes = attribute_hash(scoped[drifted], rules.targets)
-        same_hash[drifted] = (scoped.loc[drifted, "last_hash"] == hashes).to_numpy()
+        hashes[drifted] = attribute_hash(scoped[drifted], rules.targets).to_numpy()
+        same_hash[drifted] = scoped["last_hash"].to_numpy(dtype=object)[drifted] == hashes[drifted]
     kept = _rows(
         scoped,
-        situation=np.where(drifted, Situation.DRIFTED, Situation.IN_SYNC),
-        action=np.where(drifted, PlannedAction.UPDATE, PlannedAction.NONE),
+        situation=_labels(drifted, Situation.DRIFTED, Situation.IN_SYNC),
+        action=_labels(drifted, PlannedAction.UPDATE, PlannedAction.NONE),
         changes=changes,
-        origin=[
-            ("app" if same else "directory") if d else None
-            for d, same in zip(drifted, same_hash, strict=True)
-        ],
+        origin=pd.Series(_ORIGINS[drifted * (1 + same_hash)], dtype=object),
     )
+    kept["attr_hash"] = pd.Series(hashes, dtype=object)  # _hashes_for_writes reuses them
+    if everyone:
+        return kept
     return _concat([kept, _plan_deprovision(linked[~in_scope], remote[~in_scope], rules)])
+
+
+#: by drifted * (1 + same hash): in sync, drifted by a directory change, drifted in the app
+_ORIGINS = np.array([None, "directory", "app"], dtype=object)
+
+
+def _labels(condition: np.ndarray, yes: str, no: str) -> np.ndarray:
+    """``np.where`` for labels: plain str objects shared by all rows, not one per row."""
+    return np.array([str(no), str(yes)], dtype=object)[condition.astype(np.intp)]
 
 
 def _plan_deprovision(
@@ -385,7 +479,9 @@ def diff_attributes(
         old = actual[target].to_numpy(dtype=object)
         folded = target in rules.case_insensitive
         # Exact equality settles most rows cheaply; only the rest pay for normalising.
-        candidates = np.flatnonzero(~np.equal(new, old, dtype=object).astype(bool))
+        # (numpy's object ``==`` treats identical objects as equal, NaN included: they
+        # would normalise equal anyway.)
+        candidates = np.flatnonzero(~np.equal(new, old))
         differs = _text(new[candidates], folded) != _text(old[candidates], folded)
         for i in candidates[differs]:
             entry = result[i]
@@ -419,32 +515,40 @@ def attribute_hash(desired: pd.DataFrame, targets: Sequence[str]) -> pd.Series:
     if len(desired) == 0:
         return pd.Series([], dtype=object)
     text = desired[list(targets)].astype("string").fillna("\x00")
-    hashed = pd.util.hash_pandas_object(text, index=False).to_numpy()
+    # categorize=False gives the same hashes when nothing is missing (fillna above) and
+    # skips factorising each column first, which costs more than it saves here.
+    hashed = pd.util.hash_pandas_object(text, index=False, categorize=False).to_numpy()
     return pd.Series([f"{h:016x}" for h in hashed], index=desired.index, dtype=object)
 
 
 def _hashes_for_writes(plan: pd.DataFrame, desired: pd.DataFrame, rules: PlanRules) -> pd.Series:
-    """Only accounts about to be written need the hash stored on their link."""
+    """Only accounts about to be written need the hash stored on their link; linked
+    rows bring theirs from ``_plan_linked``."""
     hashes = pd.Series(None, index=plan.index, dtype=object)
     writes = plan["action"].isin([PlannedAction.CREATE, PlannedAction.LINK, PlannedAction.UPDATE])
-    if writes.any():
-        rows = desired.set_index("user_id").loc[plan.loc[writes, "user_id"]]
-        hashes[writes] = attribute_hash(rows, rules.targets).to_numpy()
+    if not writes.any():
+        return hashes
+    todo = writes
+    if "attr_hash" in plan.columns:
+        known = writes & plan["attr_hash"].notna()
+        hashes[known] = plan.loc[known, "attr_hash"].to_numpy()
+        todo = writes & ~known
+    if todo.any():
+        rows = desired.set_index("user_id").loc[plan.loc[todo, "user_id"]]
+        hashes[todo] = attribute_hash(rows, rules.targets).to_numpy()
     return hashes
 
 
 def _translate_references(
-    actual: pd.DataFrame, references: frozenset[str], owner: pd.Series
+    actual: pd.DataFrame,
+    references: frozenset[str],
+    accounts: AccountIndex,
+    owners: pd.Series | np.ndarray,
 ) -> pd.DataFrame:
     """Reference attributes hold remote ids in the app; the plan compares directory ids."""
     if not references:
         return actual
-    owner = owner[~owner.index.duplicated()]
-    translated = {}
-    for path in references:
-        raw = actual[path]
-        mapped = raw.map(owner)
-        translated[path] = mapped.astype(object).where(mapped.notna(), raw.astype(object))
+    translated = {path: accounts.translate(actual[path], owners) for path in references}
     return actual.assign(**translated)
 
 
@@ -480,11 +584,15 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _gate_disabled_actions(plan: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
+    blocked = {
+        gate: plan["action"] == planned
+        for planned, gate in _GATES.items()
+        if gate not in rules.actions
+    }
+    if not any(rows.any() for rows in blocked.values()):
+        return plan  # nothing to change: spare a copy of the whole plan
     plan = plan.copy()
-    for planned, gate in _GATES.items():
-        if gate in rules.actions:
-            continue
-        blocked = plan["action"] == planned
-        plan.loc[blocked, "note"] = f"{gate.value} is not enabled for this app"
-        plan.loc[blocked, "action"] = PlannedAction.REPORT
+    for gate, rows in blocked.items():
+        plan.loc[rows, "note"] = f"{gate.value} is not enabled for this app"
+        plan.loc[rows, "action"] = PlannedAction.REPORT
     return plan

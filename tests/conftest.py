@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from tests.scim_apps import InProcessScim
+from tests.scim_apps import TOKEN, InProcessScim
+from tests.sync_env import Installation, route_to
 
 POSTGRES_URL_ENV = "ROSTER_TEST_POSTGRES_URL"
 
@@ -76,3 +77,29 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def make_installation(
+    tmp_path, scim: InProcessScim, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Installation]]:
+    """Build an Installation (store, roster.yaml, SCIM apps routed in-process) for flow tests."""
+    from directory.store import Store
+    from tasks import session
+
+    monkeypatch.setenv("ROSTER_TEST_TOKEN", TOKEN)
+    monkeypatch.delenv("ROSTER_DATABASE_URL", raising=False)
+    stores: list[Store] = []
+
+    def make(apps: list[str], **app_settings: dict) -> Installation:
+        store = Store(f"sqlite:///{tmp_path / 'roster.db'}")
+        stores.append(store)
+        installation = Installation(tmp_path, scim, apps, store, dict(app_settings))
+        installation.write_config()
+        route_to(scim, apps)
+        return installation
+
+    yield make
+    session.TRANSPORTS.clear()
+    for store in stores:
+        store.dispose()

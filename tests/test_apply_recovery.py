@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from directory.store import Store
 from flows.sync import sync
 from tasks import session
 from tests.faults import FailCreates
-from tests.scim_apps import TOKEN, InProcessScim
-from tests.sync_env import Installation, people, route_to
+from tests.sync_env import Installation, people
 
 
 @pytest.fixture
-def env(
-    tmp_path: Path, scim: InProcessScim, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Installation]:
-    monkeypatch.setenv("ROSTER_TEST_TOKEN", TOKEN)
-    store = Store(f"sqlite:///{tmp_path / 'roster.db'}")
-    installation = Installation(tmp_path, scim, ["chat"], store)
-    installation.app_settings = {"chat": {"max_retries": 0}}
-    installation.write_config()
-    route_to(scim, ["chat"])
-    yield installation
-    session.TRANSPORTS.clear()
-    store.dispose()
+def env(make_installation: Callable[..., Installation]) -> Installation:
+    return make_installation(["chat"], chat={"max_retries": 0})
 
 
 def test_prefect_batch_retry_reruns_only_the_accounts_not_done(env: Installation) -> None:

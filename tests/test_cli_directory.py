@@ -109,7 +109,12 @@ def test_users_filters_and_json(roster) -> None:
     assert everyone["nina.ito"]["groups"] == ["leadership", "managers"]
     assert len(_users(roster, "--inactive")) == 6
     crm = _users(roster, "--app", "crm", "--active")
-    assert {user["department"] for user in crm.values()} == {"Executive", "Sales", "Support"}
+    assert {user["department"] for user in crm.values()} == {
+        "Executive",
+        "Product",
+        "Sales",
+        "Support",
+    }
     table = _ok(roster("users", "--app", "wiki"))
     assert "nina.ito" in table and "90 users" in table
 

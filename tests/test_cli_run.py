@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from directory.store import Store
-from tasks import session
-from tests.scim_apps import TOKEN, InProcessScim
-from tests.sync_env import Installation, people, route_to
+from tests.scim_apps import TOKEN
+from tests.sync_env import Installation, people
 
 APPS = ["chat", "wiki"]
 
 
 @pytest.fixture
-def env(
-    tmp_path: Path, scim: InProcessScim, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Installation]:
-    monkeypatch.setenv("ROSTER_TEST_TOKEN", TOKEN)
-    monkeypatch.delenv("ROSTER_DATABASE_URL", raising=False)
-    store = Store(f"sqlite:///{tmp_path / 'roster.db'}")
-    installation = Installation(tmp_path, scim, APPS, store)
-    installation.write_config()
-    route_to(scim, APPS)
-    yield installation
-    session.TRANSPORTS.clear()
-    store.dispose()
+def env(make_installation: Callable[..., Installation]) -> Installation:
+    return make_installation(APPS)
 
 
 def roster(env: Installation, *args: str) -> object:

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from directory.store import Store
 from flows.offboard import offboard
 from flows.sync import sync
-from tasks import session
-from tests.scim_apps import TOKEN, InProcessScim
-from tests.sync_env import Installation, people, route_to
+from tests.sync_env import Installation, people
 
 APPS = ["chat", "wiki", "crm"]
 
 
 @pytest.fixture
-def env(
-    tmp_path: Path, scim: InProcessScim, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Installation]:
-    monkeypatch.setenv("ROSTER_TEST_TOKEN", TOKEN)
-    store = Store(f"sqlite:///{tmp_path / 'roster.db'}")
-    installation = Installation(tmp_path, scim, APPS, store)
-    installation.write_config()
-    route_to(scim, APPS)
-    yield installation
-    session.TRANSPORTS.clear()
-    store.dispose()
+def env(make_installation: Callable[..., Installation]) -> Installation:
+    return make_installation(APPS)
 
 
 def test_offboarding_deactivates_the_person_in_every_app_and_nobody_else(

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from directory.store import Store
 from flows.sync import sync
-from tasks import session
-from tests.scim_apps import TOKEN, InProcessScim
-from tests.sync_env import Installation, people, person, route_to
+from tests.scim_apps import TOKEN
+from tests.sync_env import Installation, people, person
 
 APPS = ["chat", "wiki"]
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 @pytest.fixture
-def env(
-    tmp_path: Path, scim: InProcessScim, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Installation]:
-    monkeypatch.setenv("ROSTER_TEST_TOKEN", TOKEN)
-    monkeypatch.delenv("ROSTER_DATABASE_URL", raising=False)
-    store = Store(f"sqlite:///{tmp_path / 'roster.db'}")
-    installation = Installation(tmp_path, scim, APPS, store)
-    installation.write_config()
-    route_to(scim, APPS)
-    yield installation
-    session.TRANSPORTS.clear()
-    store.dispose()
+def env(make_installation: Callable[..., Installation]) -> Installation:
+    return make_installation(APPS)
 
 
 def run(env: Installation, **kwargs: object) -> dict:
@@ -189,16 +176,19 @@ def test_report_artifacts_are_keyed_per_app_and_hold_the_drift(env: Installation
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     env.import_people(people(3))
     run(env, app="wiki")
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drift-wiki"])),
+            sort=ArtifactSort.CREATED_DESC,
             limit=5,
         )
         summaries = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drift-wiki-summary"])),
+            sort=ArtifactSort.CREATED_DESC,
             limit=5,
         )
     assert found and found[0].type == "table"
