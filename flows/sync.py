@@ -15,7 +15,13 @@ from directory.store import Store
 from tasks.apply import ApplyContext
 from tasks.batches import apply_batch, make_batches, work_items
 from tasks.extract import extract_app, extract_directory
-from tasks.report import drift_rows, publish_report, summarize, with_outcomes
+from tasks.report import (
+    drift_rows,
+    publish_report,
+    summarize,
+    unreadable_rows,
+    with_outcomes,
+)
 from tasks.session import open_connector, open_store
 from tasks.steps import AppPlan, plan_app
 
@@ -104,7 +110,8 @@ def report_app(
         notes.append(
             f"review the held actions, then run: roster sync --app {app.name} --approve-held"
         )
-    rows = drift_rows(app.name, plan)
+    rows = drift_rows(app.name, plan) + unreadable_rows(app.name, planned.set_aside)
+    summary["failed"] += len(planned.set_aside)
     publish_report(app.name, summary, rows, dry_run=dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
     return {"status": status, "summary": summary, "notes": notes, "drift": rows}

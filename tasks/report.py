@@ -99,6 +99,26 @@ def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def unreadable_rows(app: str, user_names: list[str]) -> list[dict[str, Any]]:
+    """Users left alone because the app returned their account malformed."""
+    return [
+        {
+            "app": app,
+            "user": name,
+            "remote_id": None,
+            "situation": "unreadable",
+            "action": "none",
+            "status": "failed",
+            "attempts": 0,
+            "attribute": None,
+            "old": None,
+            "new": None,
+            "error": "the app returned this account malformed; left untouched",
+        }
+        for name in user_names
+    ]
+
+
 def _status(row: Any) -> str:
     if row.held:
         return "held"

@@ -22,7 +22,7 @@ class AppPlan:
     rules: PlanRules
     hold_reasons: list[str]
     #: users whose linked account the app returned malformed: left alone this run
-    set_aside: set[str]
+    set_aside: list[str]
 
 
 @task(name="plan", task_run_name="plan-{app.name}", cache_policy=NO_CACHE)
@@ -38,7 +38,9 @@ def plan_app(
     rules = PlanRules.for_app(app)
     links, set_aside = set_aside_unreadable(links, extract.unreadable)
     desired = build_desired(users, assigned, app.effective_mapping)
-    desired = desired[~desired["user_id"].isin(list(set_aside))]
+    aside = desired["user_id"].isin(list(set_aside))
+    set_aside_names = sorted(desired.loc[aside, "user_name"])
+    desired = desired[~aside]
     plan = plan_changes(desired, extract.accounts, links, rules)
     counts = ExtractCounts(
         directory_users=len(users), app_accounts=len(extract.accounts), linked=len(links)
@@ -47,4 +49,4 @@ def plan_app(
     if approve_held and reasons:
         plan = plan.assign(held=False)
         reasons = [f"approved: {reason}" for reason in reasons]
-    return AppPlan(plan, desired, rules, reasons, set_aside)
+    return AppPlan(plan, desired, rules, reasons, set_aside_names)

@@ -224,3 +224,48 @@ def test_the_token_appears_in_no_log_record_and_no_result(
     actions = env.store.read_actions()
     texts.append(actions.to_json())
     assert not [t for t in texts if TOKEN in t]
+
+
+def test_a_malformed_account_fails_alone_and_is_never_recreated(env: Installation) -> None:
+    env.import_people(people(6, apps="chat"))
+    run(env, app="chat")
+    broken = env.accounts("chat")["user0004"]
+    with env.scim.client("chat") as client:  # scim2-server accepts it; scim2-models does not
+        client.patch(
+            f"/Users/{broken['id']}",
+            json={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [
+                    {"op": "replace", "path": 'emails[type eq "work"].value', "value": "x@y"},
+                    {"op": "replace", "path": "title", "value": "Changed"},
+                ],
+            },
+        )
+    writes = env.scim.writes()
+    result = run(env, app="chat")
+    chat = result["apps"]["chat"]
+    assert chat["summary"]["failed"] == 1
+    assert chat["summary"]["unchanged"] == 5
+    assert chat["summary"]["created"] == 0
+    assert [r["user"] for r in chat["drift"] if r["status"] == "failed"] == ["user0004"]
+    assert any(broken["id"] in note for note in chat["notes"])
+    assert env.scim.writes() == writes
+    assert len(env.scim.users("chat")) == 6
+
+
+@pytest.mark.parametrize(("policy", "recreated"), [("recreate", True), ("report", False)])
+def test_an_account_deleted_in_the_app_is_recreated_or_reported_by_policy(
+    env: Installation, policy: str, recreated: bool
+) -> None:
+    env.app_settings = {"chat": {"on_missing": policy}}
+    env.write_config()
+    env.import_people(people(3, apps="chat"))
+    run(env, app="chat")
+    gone = env.accounts("chat")["user0002"]
+    with env.scim.client("chat") as client:
+        assert client.delete(f"/Users/{gone['id']}").status_code == 204
+    result = run(env, app="chat")
+    rows = [r for r in result["apps"]["chat"]["drift"] if r["user"] == "user0002"]
+    assert rows and rows[0]["situation"] == "gone"
+    assert ("user0002" in env.accounts("chat")) is recreated
+    assert result["apps"]["chat"]["summary"]["created"] == int(recreated)

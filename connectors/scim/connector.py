@@ -161,10 +161,11 @@ class ScimConnector:
                 start_index=envelope.start_index,
                 ids=[remote_id for remote_id, _ in results],
             )
-            kept = [outcome for (_, outcome), new in zip(results, fresh, strict=True) if new]
+            kept = [pair for pair, new in zip(results, fresh, strict=True) if new]
             yield AccountPage(
-                accounts=[o for o in kept if isinstance(o, Account)],
-                errors=[o for o in kept if isinstance(o, str)],
+                accounts=[o for _, o in kept if isinstance(o, Account)],
+                errors=[o for _, o in kept if isinstance(o, str)],
+                unreadable_ids=[i for i, o in kept if isinstance(o, str) and i is not None],
             )
             params = paginator.next_request()
 
