@@ -222,7 +222,7 @@ def test_the_token_appears_in_no_log_record_and_no_result(
     assert failed["apps"]["chat"]["status"] == "failed"
     texts = [caplog.text, json.dumps(result, default=str), json.dumps(failed, default=str)]
     actions = env.store.read_actions()
-    texts.append(actions.to_json())
+    texts.append(actions.to_json(date_format="iso"))
     assert not [t for t in texts if TOKEN in t]
 
 
