@@ -157,9 +157,20 @@ def _print_sync(result: dict[str, Any]) -> None:
             stdout.print(f"  [yellow]{name}[/]: {note}")
         if outcome.get("status") == "failed":
             stdout.print(f"  [red]{name}: {outcome['error']}[/]")
-        drift = [r for r in outcome.get("drift", []) if r["status"] in ("failed", "held")]
+        drift = [r for r in outcome.get("drift", []) if _worth_showing(r)]
         if drift:
             _print_drift(name, drift)
+
+
+def _worth_showing(row: dict[str, Any]) -> bool:
+    """Drift a person reviews: changes to existing accounts, failures and holds. Creates are
+    counted in the summary and listed in full in the drift artifact."""
+    return row["status"] in ("failed", "held") or row["action"] in (
+        "update",
+        "link",
+        "deactivate",
+        "delete",
+    )
 
 
 def _print_summary_table(apps: dict[str, Any]) -> None:
@@ -174,12 +185,15 @@ def _print_summary_table(apps: dict[str, Any]) -> None:
 
 
 def _print_drift(app: str, rows: list[dict[str, Any]], limit: int = 20) -> None:
-    table = Table("user", "action", "status", "attribute", "old → new", "error", title=app)
+    table = Table(
+        "user", "action", "changed in", "status", "attribute", "old → new", "error", title=app
+    )
     for row in rows[:limit]:
         change = "" if row["attribute"] is None else f"{row['old']} → {row['new']}"
         table.add_row(
             row["user"] or row["remote_id"],
             row["action"],
+            row.get("origin") or "",
             row["status"],
             row["attribute"] or "",
             change,

@@ -86,6 +86,8 @@ def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:
             "user": r.user_name,
             "remote_id": r.remote_id,
             "situation": str(r.situation),
+            #: "app" when someone changed the account in the app, "directory" when we did
+            "origin": r.origin,
             "action": str(r.action),
             "status": _status(r),
             "attempts": int(getattr(r, "attempts", 0) or 0),

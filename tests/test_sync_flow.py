@@ -94,6 +94,7 @@ def test_drift_in_the_app_is_detected_and_repaired(env: Installation) -> None:
         ("title", "Hacked", "Engineer"),
         ("active", "False", "True"),
     }
+    assert {r["origin"] for r in drift} == {"app"}
     assert result["apps"]["chat"]["summary"]["updated"] == 1
     repaired = env.accounts("chat")["user0003"]
     assert (repaired["title"], repaired["active"]) == ("Engineer", True)
@@ -269,3 +270,20 @@ def test_an_account_deleted_in_the_app_is_recreated_or_reported_by_policy(
     assert rows and rows[0]["situation"] == "gone"
     assert ("user0002" in env.accounts("chat")) is recreated
     assert result["apps"]["chat"]["summary"]["created"] == int(recreated)
+
+
+def test_a_directory_change_updates_only_the_changed_attribute(env: Installation) -> None:
+    team = people(4, apps="chat")
+    env.import_people(team)
+    run(env)
+    team[2]["title"] = "Staff Engineer"
+    env.import_people(team)
+    before = env.scim.requests.copy()
+    result = run(env, app="chat")
+    drift = [r for r in result["apps"]["chat"]["drift"] if r["user"] == "user0002"]
+    assert [(r["attribute"], r["old"], r["new"], r["origin"]) for r in drift] == [
+        ("title", "Engineer", "Staff Engineer", "directory")
+    ]
+    sent = env.scim.requests - before
+    assert sent[("PATCH", "chat")] == 1 and sent[("POST", "chat")] == 0
+    assert env.accounts("chat")["user0002"]["title"] == "Staff Engineer"

@@ -32,13 +32,19 @@ step "2. Import the directory: directory/sample/people.csv"
 step "3. Sync every app (Prefect local mode)"
 "$roster" sync
 
-step "4. A second sync finds nothing to do"
+step "4. Someone edits accounts by hand: a title in chat, a disabled account in wiki"
+"$VENV/bin/python" examples/demo/tamper.py "http://127.0.0.1:$PORT" "$TOKEN"
+
+step "5. The next sync reports the drift (old → new) and repairs it"
+"$roster" sync
+
+step "6. Another sync finds nothing to do: zero writes"
 "$roster" sync
 
 # someone with the most apps who is not the CEO
 LEAVER=$("$roster" directory users --active --json | "$VENV/bin/python" -c \
   'import json,sys; u=[u for u in json.load(sys.stdin) if u["manager"]]; print(max(u, key=lambda u: len(u["apps"]))["user_name"])')
-step "5. Offboard $LEAVER: deactivated in the directory, deprovisioned in every app at once"
+step "7. Offboard $LEAVER: deactivated in the directory, deprovisioned in every app at once"
 "$roster" offboard "$LEAVER"
 
-step "6. Done. The apps stop now; the directory stays in $ROSTER_HOME/roster.db"
+step "8. Done. The apps stop now; the directory stays in $ROSTER_HOME/roster.db"
