@@ -257,7 +257,10 @@ class AccountIndex:
 def _accounts_of(linked: pd.DataFrame, actual_by_id: pd.DataFrame) -> pd.DataFrame:
     """``actual_by_id.loc[linked["remote_id"]]``, by position when the rows carry one."""
     if _AT not in linked.columns:
-        return actual_by_id.loc[linked["remote_id"]]
+        remote = actual_by_id.loc[linked["remote_id"]]
+        if len(remote) != len(linked):
+            raise ValueError("the app lists a linked account more than once (same remote_id)")
+        return remote
     return actual_by_id.iloc[linked[_AT].to_numpy().astype(np.intp)]
 
 
@@ -529,7 +532,8 @@ def _hashes_for_writes(plan: pd.DataFrame, desired: pd.DataFrame, rules: PlanRul
     if not writes.any():
         return hashes
     todo = writes
-    if "attr_hash" in plan.columns:
+    # (A user_id listed twice in desired keeps failing below, as it always has.)
+    if "attr_hash" in plan.columns and desired["user_id"].is_unique:
         known = writes & plan["attr_hash"].notna()
         hashes[known] = plan.loc[known, "attr_hash"].to_numpy()
         todo = writes & ~known
