@@ -1,0 +1,39 @@
+"""A rich progress bar on stderr, one line per app, fed by ``tasks.progress`` listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID as BarId
+
+
+@contextmanager
+def apply_progress(console: Console) -> Iterator[None]:
+    """While the block runs, every app's apply shows as a bar (only when there is work)."""
+    from tasks.progress import add_listener
+
+    bars: dict[str, BarId] = {}
+    with Progress(
+        TextColumn("{task.description:>12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+
+        def update(app: str, done: int, total: int) -> None:
+            if not total:
+                return
+            if app not in bars:
+                bars[app] = progress.add_task(app, total=total)
+            progress.update(bars[app], completed=done)
+
+        remove = add_listener(update)
+        try:
+            yield
+        finally:
+            remove()

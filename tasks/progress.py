@@ -1,0 +1,56 @@
+"""Progress of a long apply, shown twice from one source: a Prefect progress artifact
+(updated after each batch, visible in the UI while the run goes on) and any in-process
+listener, such as the CLI's rich progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+#: (app, accounts done, accounts planned) -> None; the CLI registers one while a flow runs
+Listener = Callable[[str, int, int], None]
+_listeners: list[Listener] = []
+
+
+def add_listener(listener: Listener) -> Callable[[], None]:
+    """Register ``listener``; returns a function that removes it."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener)
+
+
+@dataclass
+class ApplyProgress:
+    """Counts one app's applied accounts and tells the UI and the listeners."""
+
+    app: str
+    total: int
+    done: int = 0
+    artifact_id: UUID | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        key = "apply-" + "".join(ch if ch.isalnum() else "-" for ch in self.app.lower())
+        if self.total:
+            artifact_id = create_progress_artifact(
+                progress=0.0, key=key, description=f"Accounts applied in {self.app}"
+            )
+            assert isinstance(artifact_id, UUID)  # sync context: not a coroutine
+            self.artifact_id = artifact_id
+        self._notify()
+
+    def advance(self, accounts: int) -> None:
+        self.done = min(self.total, self.done + accounts)
+        if self.artifact_id is not None:
+            update_progress_artifact(self.artifact_id, progress=self.percent)
+        self._notify()
+
+    @property
+    def percent(self) -> float:
+        return 100.0 if not self.total else round(100.0 * self.done / self.total, 1)
+
+    def _notify(self) -> None:
+        for listener in list(_listeners):
+            listener(self.app, self.done, self.total)
