@@ -17,7 +17,7 @@ apply_prefect_defaults()
 # httpx logs full URLs at INFO, filter values (emails) included: not for a person's terminal.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-from cli import run  # noqa: E402  (Prefect reads its settings at import)
+from cli import provision, run  # noqa: E402  (Prefect reads its settings at import)
 from cli.directory import directory_app  # noqa: E402
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app = typer.Typer(
 app.add_typer(directory_app, name="directory")
 app.command("sync")(run.sync_command)
 app.command("offboard")(run.offboard_command)
+app.command("provision")(provision.provision_command)
 app.command("report")(run.report_command)
 
 

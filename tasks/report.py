@@ -47,6 +47,8 @@ def with_outcomes(plan: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
         how="left",
     )
     merged["attempts"] = merged["attempts"].fillna(0).astype(int)
+    for column in ("outcome", "error"):  # rows never applied (reports) have no log entry
+        merged[column] = merged[column].astype(object).where(merged[column].notna(), None)
     return merged
 
 
