@@ -62,9 +62,8 @@ def main() -> None:
     for name, values in (("httpx.Client", sync_ms), ("httpx.AsyncClient", async_ms)):
         values.sort()
         print(f"| {name} | {values[0]:.3f} | {values[len(values) // 2]:.3f} |")
-    print(
-        f"async / sync (median): {sorted(async_ms)[len(async_ms) // 2] / sorted(sync_ms)[len(sync_ms) // 2]:.2f}"
-    )
+    ratio = sorted(async_ms)[len(async_ms) // 2] / sorted(sync_ms)[len(sync_ms) // 2]
+    print(f"async / sync (median): {ratio:.2f}")
 
 
 if __name__ == "__main__":

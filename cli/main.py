@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(directory_app, name="directory")
+app.add_typer(run.quarantine_app, name="quarantine")
 app.command("sync")(run.sync_command)
 app.command("offboard")(run.offboard_command)
 app.command("provision")(provision.provision_command)

@@ -11,24 +11,27 @@ from rich.progress import TaskID as BarId
 
 
 @contextmanager
-def apply_progress(console: Console) -> Iterator[None]:
-    """While the block runs, every app's apply shows as a bar (only when there is work)."""
+def apply_progress(console: Console, label: str) -> Iterator[None]:
+    """While the block runs, ``label`` pulses until work starts; then every app's apply
+    shows as a bar (only apps with work). Transient: gone when the block ends."""
     from tasks.progress import add_listener
 
     bars: dict[str, BarId] = {}
     with Progress(
-        TextColumn("{task.description:>12}"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     ) as progress:
+        waiting = progress.add_task(label, total=None)
 
         def update(app: str, done: int, total: int) -> None:
             if not total:
                 return
             if app not in bars:
+                progress.update(waiting, visible=False)
                 bars[app] = progress.add_task(app, total=total)
             progress.update(bars[app], completed=done)
 

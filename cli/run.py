@@ -1,4 +1,5 @@
-"""``roster sync``, ``roster offboard`` and ``roster report``: run flows, show what they did.
+"""``roster sync``, ``roster offboard``, ``roster report`` and ``roster quarantine``: run
+flows, show what they did, and lift an app's quarantine.
 
 With ``--json`` exactly one JSON document goes to stdout; logs and progress go to stderr.
 """
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.context import cli_errors, config_path, get_config, open_store
+from cli.progress import apply_progress
 from connectors.errors import ConnectorError
 from directory.config import ConfigError
 
@@ -26,6 +28,8 @@ DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Plan and report; send no write to any app.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+#: app statuses that make ``roster sync`` exit 1
+FAILING = ("failed", "stopped", "quarantined")
 
 
 def sync_command(
@@ -35,6 +39,15 @@ def sync_command(
     approve_held: Annotated[
         bool, typer.Option("--approve-held", help="Apply actions the safety threshold held.")
     ] = False,
+    approval_timeout: Annotated[
+        int,
+        typer.Option(
+            "--approval-timeout",
+            min=1,
+            help="Against a Prefect server: minutes to wait for a decision on held actions"
+            " in its UI before leaving them unapplied.",
+        ),
+    ] = 60,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring every app (or one) in line with the directory."""
@@ -43,7 +56,11 @@ def sync_command(
 
     result = _run_flow(
         lambda: sync(
-            app=app, dry_run=dry_run, approve_held=approve_held, config_path=config_path(ctx)
+            app=app,
+            dry_run=dry_run,
+            approve_held=approve_held,
+            config_path=config_path(ctx),
+            approval_timeout=approval_timeout * 60,
         ),
         "Syncing",
     )
@@ -51,7 +68,7 @@ def sync_command(
         print(json.dumps(result, default=str))
         return
     _print_sync(result)
-    if any(a.get("status") in ("failed", "stopped") for a in result["apps"].values()):
+    if any(a.get("status") in FAILING for a in result["apps"].values()):
         raise typer.Exit(1)
 
 
@@ -91,7 +108,9 @@ def report_command(
             stderr.print("no runs yet: run `roster sync`")
             raise typer.Exit(1)
         actions = (
-            still_failing(store.read_actions()) if failed else store.read_actions(run["run_id"])
+            with_retries(still_failing(store.read_actions()), store.read_account_retries())
+            if failed
+            else store.read_actions(run["run_id"])
         )
     if as_json:
         records = json.loads(actions.to_json(orient="records", date_format="iso"))
@@ -118,6 +137,14 @@ def still_failing(actions: Any) -> Any:
     return latest[latest["outcome"] == "failed"]
 
 
+def with_retries(failing: Any, retries: Any) -> Any:
+    """Failing actions with each account's failure count and next attempt time."""
+    columns = ["app", "user_id", "failures", "next_attempt_at"]
+    merged = failing.merge(retries[columns], on=["app", "user_id"], how="left")
+    merged["failures"] = merged["failures"].astype(object).where(merged["failures"].notna(), None)
+    return merged
+
+
 def _check_config(ctx: typer.Context, app: str | None) -> None:
     """Fail fast, before Prefect starts, on what the user can fix: config, app name, tokens."""
     with cli_errors():
@@ -140,7 +167,7 @@ def _quiet_prefect() -> Iterator[None]:
 def _run_flow(call: Callable[[], dict[str, Any]], label: str) -> dict[str, Any]:
     with cli_errors():
         try:
-            with stderr.status(f"{label}… (starting Prefect)"), _quiet_prefect():
+            with apply_progress(stderr, f"{label}…"), _quiet_prefect():
                 return call()
         except ConnectorError as exc:
             from cli.context import fail
@@ -157,15 +184,30 @@ def _print_sync(result: dict[str, Any]) -> None:
             stdout.print(f"  [yellow]{name}[/]: {note}")
         if outcome.get("status") == "failed":
             stdout.print(f"  [red]{name}: {outcome['error']}[/]")
+        if "quarantine" in outcome:
+            stdout.print(
+                f"  [red]{name}[/]: lift the quarantine with: roster quarantine lift {name}"
+            )
         drift = [r for r in outcome.get("drift", []) if _worth_showing(r)]
         if drift:
             _print_drift(name, drift)
+    if not result["dry_run"] and any("approve_with" in a for a in result["apps"].values()):
+        stdout.print(
+            "Held actions were not applied. Nobody can approve them here: Prefect runs in"
+            " local mode. Run the command above to apply them, or set PREFECT_API_URL to a"
+            " Prefect server to approve them in its UI."
+        )
+
+
+#: report rows a person reviews whatever their action
+REVIEW_STATUSES = ("failed", "held", "waiting", "rejected", "expired")
 
 
 def _worth_showing(row: dict[str, Any]) -> bool:
-    """Drift a person reviews: changes to existing accounts, failures and holds. Creates are
-    counted in the summary and listed in full in the drift artifact."""
-    return row["status"] in ("failed", "held") or row["action"] in (
+    """Drift a person reviews: changes to existing accounts, failures, holds and accounts
+    waiting for a retry. Creates are counted in the summary and listed in full in the
+    drift artifact."""
+    return row["status"] in REVIEW_STATUSES or row["action"] in (
         "update",
         "link",
         "deactivate",
@@ -230,9 +272,89 @@ def _print_actions(actions: Any) -> None:
     if actions.empty:
         stdout.print("no account actions")
         return
-    table = Table("app", "user", "action", "outcome", "attempts", "error")
+    retries = "next_attempt_at" in actions
+    columns = ["app", "user", "action", "outcome", "attempts", "error"]
+    table = Table(*columns, *(["failed runs", "next attempt"] if retries else ["decided by"]))
     for row in actions.itertuples(index=False):
+        cells = [row.app, str(row.user_name), row.action, row.outcome, str(row.attempts)]
+        cells.append(row.error or "")
+        if retries:
+            cells += [_text(row.failures), _when(row.next_attempt_at)]
+        else:
+            cells.append(_decider(row.decided_by, row.decided_at))
+        table.add_row(*cells)
+    stdout.print(table)
+
+
+def _decider(who: Any, when: Any) -> str:
+    return "" if not _present(when) else f"{_text(who) or '-'} at {_when(when)}"
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if _present(value) else ""
+
+
+def _text(value: Any) -> str:
+    return str(value) if _present(value) else ""
+
+
+def _present(value: Any) -> bool:
+    import pandas as pd
+
+    return value is not None and not pd.isna(value)
+
+
+# -- roster quarantine -------------------------------------------------------------------
+
+quarantine_app = typer.Typer(
+    help="Apps skipped after failing run after run, and lifting that.", no_args_is_help=True
+)
+
+
+@quarantine_app.command("list")
+def quarantine_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Apps with app-level failures on record: quarantined or on their way to it."""
+    with open_store(ctx) as (_, store):
+        states = store.list_app_health()
+    if as_json:
+        print(json.dumps([_health_dict(h) for h in states], default=str))
+        return
+    if not states:
+        stdout.print("no app is failing or quarantined")
+        return
+    table = Table("app", "state", "failed runs", "reason", "since", "next retry", "last error")
+    for h in states:
         table.add_row(
-            row.app, str(row.user_name), row.action, row.outcome, str(row.attempts), row.error or ""
+            h.app,
+            "quarantined" if h.quarantined else "failing",
+            str(h.failures),
+            h.reason or "",
+            _when(h.quarantined_since or h.failing_since),
+            _when(h.next_retry_at),
+            h.last_error or "",
         )
     stdout.print(table)
+
+
+@quarantine_app.command("lift")
+def quarantine_lift(
+    ctx: typer.Context, app: Annotated[str, typer.Argument(help="The app to sync again.")]
+) -> None:
+    """Lift APP's quarantine (and forget its failures): the next sync runs it again."""
+    with open_store(ctx) as (config, store):
+        config.app(app)  # an unknown app name is an error, not a silent no-op
+        before = store.lift_quarantine(app)
+    if before.quarantined:
+        stdout.print(f"lifted the quarantine of {app}: the next sync runs it")
+    elif before.failures:
+        stdout.print(
+            f"{app} was not quarantined; its {before.failures} failed run(s) are forgotten"
+        )
+    else:
+        stdout.print(f"{app} is not quarantined")
+
+
+def _health_dict(health: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {**asdict(health), "quarantined": health.quarantined}

@@ -28,6 +28,10 @@ class Outcome(StrEnum):
     FAILED = "failed"
     SUCCEEDED = "succeeded"
     REPORTED = "reported"
+    #: what became of a held action once someone decided (or nobody did in time)
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
 
 
 ACTION_COLUMNS = [
@@ -45,6 +49,9 @@ ACTION_COLUMNS = [
     "error",
     "created_at",
     "updated_at",
+    "decided_by",
+    "decided_at",
+    "decision_note",
 ]
 RUN_COLUMNS = ["run_id", "kind", "started_at", "finished_at", "dry_run", "flow_run_id", "summary"]
 

@@ -4,7 +4,9 @@ users, groups and memberships are the source of truth; app assignments are direc
 (``user_apps``) or through a group (``group_apps``). ``links`` is Roster's memory between
 runs: directory user x app -> remote id, plus a hash of what was last written. ``runs`` and
 ``actions`` are the action log: every account action with old -> new values, attempts,
-outcome and error.
+outcome and error, and for held actions the decision taken on them. ``app_health`` and
+``account_retries`` are what Roster remembers about failures between runs: an app's run of
+app-level failures (and its quarantine), and each failing account's next attempt.
 """
 
 from __future__ import annotations
@@ -147,9 +149,14 @@ class ActionLog(Base):
     #: {path: [old, new]}
     changes: Mapped[dict | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    #: pending, succeeded, failed, held, skipped
+    #: pending, succeeded, failed, held, skipped; approved, rejected, expired for held rows
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+    #: who approved or rejected a held action (the approver's name as they typed it)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the approver's comment
+    decision_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -159,3 +166,39 @@ class ActionLog(Base):
     _sentinel: Mapped[int | None] = orm_insert_sentinel()
 
     __table_args__ = (Index("ix_actions_app_user", "app", "user_id"),)
+
+
+class AppHealth(Base):
+    """An app's run of consecutive app-level failures (credentials refused, 5xx, unreachable),
+    and its quarantine once the run is long enough. No row: the app is healthy."""
+
+    __tablename__ = "app_health"
+
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: consecutive failed runs (for the same reason, until quarantined)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: FailureKind: auth, server_error, unreachable
+    reason: Mapped[str | None] = mapped_column(String(24))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    quarantined_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: a quarantined app is skipped until then
+    next_retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class AccountRetry(Base):
+    """An account whose last action failed: how often in a row, and when to try it again."""
+
+    __tablename__ = "account_retries"
+
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_name: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str | None] = mapped_column(String(16))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -33,6 +33,7 @@ from directory.errors import (
     SafetyHoldError,
     UserNotFoundError,
 )
+from directory.health import AppStateMixin
 from directory.models import Link, utcnow
 from directory.queries import (
     SUPPORTED_DIALECTS,
@@ -63,7 +64,7 @@ __all__ = [
 LINK_COLUMNS = ["user_id", "remote_id", "attr_hash", "status"]
 
 
-class Store(ActionLogMixin, DirectoryAdminMixin):
+class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin):
     """The directory database. Opening it upgrades the schema to head (a no-op when it is
     already there), so every caller sees the tables this code expects."""
 

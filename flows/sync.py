@@ -1,8 +1,18 @@
-"""The sync flow: for every app, extract, plan, guard, apply, report."""
+"""The sync flow: for every app, extract, plan, guard, apply, report; then held actions wait
+for a decision.
+
+Before an app is touched its health is checked: a quarantined app is skipped until its
+next retry time, and accounts still backing off after failures are left alone
+(``tasks.health``). Decisions on held actions are asked for last, so an approver's
+lunch break never delays the other apps (``tasks.approval``).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -10,11 +20,31 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from connectors.errors import ConnectorError
+from directory.actionlog import Outcome
 from directory.config import AppConfig, ConfigError, RosterConfig, load_config
+from directory.models import utcnow
 from directory.store import Store
 from tasks.apply import ApplyContext
+from tasks.approval import (
+    ApprovalResult,
+    approvals_in_ui,
+    approve_command,
+    ask_for_decision,
+    held_rows,
+    not_asked,
+)
 from tasks.batches import apply_batch, make_batches, work_items
 from tasks.extract import extract_app, extract_directory
+from tasks.guard import held_only, release_held
+from tasks.health import (
+    Gate,
+    HealthPolicy,
+    gate,
+    mark_waiting,
+    waiting_accounts,
+    with_next_attempts,
+)
+from tasks.progress import ApplyProgress
 from tasks.report import (
     drift_rows,
     publish_report,
@@ -23,7 +53,46 @@ from tasks.report import (
     with_outcomes,
 )
 from tasks.session import open_connector, open_store
-from tasks.steps import AppPlan, plan_app
+from tasks.steps import (
+    AppPlan,
+    log_held,
+    plan_app,
+    quarantine_report,
+    record_health,
+    record_retries,
+)
+
+#: the flow's clock, read once per run; tests move time by replacing it
+clock: Callable[[], datetime] = utcnow
+
+
+@dataclass
+class SyncRun:
+    """What every app of one sync shares."""
+
+    config: RosterConfig
+    store: Store
+    run_id: str
+    users: pd.DataFrame
+    dry_run: bool
+    approve_held: bool
+    now: datetime
+    policy: HealthPolicy
+
+
+@dataclass
+class AppRun:
+    """One app's part of a sync, kept until the end so held actions can still be applied."""
+
+    app: AppConfig
+    result: dict[str, Any]
+    planned: AppPlan | None = None
+    retries: pd.DataFrame | None = None
+    extract_errors: list[str] = field(default_factory=list)
+
+    @property
+    def needs_decision(self) -> bool:
+        return self.planned is not None and self.result.get("status") == "held"
 
 
 @flow(name="sync", log_prints=False)
@@ -32,112 +101,230 @@ def sync(
     dry_run: bool = False,
     approve_held: bool = False,
     config_path: str | None = None,
+    wait_for_approval: bool | None = None,
+    approval_timeout: int = 3600,
+    quarantine_after: int = 3,
 ) -> dict[str, Any]:
-    """Bring every configured app (or one) in line with the directory."""
+    """Bring every configured app (or one) in line with the directory.
+
+    Held actions wait up to ``approval_timeout`` seconds for a decision in the Prefect UI
+    when a Prefect server is there to show it (``wait_for_approval`` None); True or False
+    forces it. An app failing ``quarantine_after`` runs in a row for one app-level reason
+    is quarantined.
+    """
     config = load_config(config_path)
     apps = [config.app(app)] if app else config.apps
     if not apps:
         raise ConfigError("no apps are configured: add them to roster.yaml")
     store = open_store(config)
-    run_id = store.start_run("sync", dry_run=dry_run, flow_run_id=_flow_run_id())
-    users = extract_directory(store)
-    results = {
-        a.name: sync_app(a, config, store, run_id, users, dry_run, approve_held) for a in apps
-    }
-    store.finish_run(run_id, results)
-    return {"run_id": run_id, "dry_run": dry_run, "apps": results}
-
-
-def sync_app(
-    app: AppConfig,
-    config: RosterConfig,
-    store: Store,
-    run_id: str,
-    users: pd.DataFrame,
-    dry_run: bool,
-    approve_held: bool,
-) -> dict[str, Any]:
-    """One app; its failure is reported and never blocks the other apps."""
-    connector = open_connector(app, dry_run=dry_run)
     try:
-        extract = extract_app(connector, list(app.effective_mapping))
-        links = store.read_links(app.name)
-        assigned = store.read_assigned(app.name)
-        planned = plan_app(
-            app, users, assigned, extract, links, config.safety_for(app), approve_held
+        run = SyncRun(
+            config=config,
+            store=store,
+            run_id=store.start_run("sync", dry_run=dry_run, flow_run_id=_flow_run_id()),
+            users=extract_directory(store),
+            dry_run=dry_run,
+            approve_held=approve_held,
+            now=clock(),
+            policy=HealthPolicy(quarantine_after=quarantine_after),
         )
-        stopped = None if dry_run else apply_plan(store, app, connector, run_id, planned)
+        runs = [sync_app(a, run) for a in apps]
+        if _ask_for_decisions(runs, run, wait_for_approval):
+            decide_held(runs, run, approval_timeout)
+        results = {r.app.name: r.result for r in runs}
+        store.finish_run(run.run_id, results)
+    finally:
+        store.dispose()
+    return {"run_id": run.run_id, "dry_run": dry_run, "apps": results}
+
+
+def sync_app(app: AppConfig, run: SyncRun) -> AppRun:
+    """One app; its failure is reported and never blocks the other apps."""
+    health = run.store.read_app_health(app.name)
+    if gate(health, run.now) is Gate.SKIP:
+        return AppRun(app, quarantine_report(health, skipped=True))
+    failure: BaseException | None
+    try:
+        app_run, failure = _sync_app(app, run)
     except (ConnectorError, ConfigError) as exc:
         get_run_logger().error("app %s: %s", app.name, exc)
-        return {"status": "failed", "error": str(exc)}
+        app_run, failure = AppRun(app, {"status": "failed", "error": str(exc)}), exc
+    if not run.dry_run:
+        record_health(run.store, health, failure, app_run.result, run.now, run.policy)
+    return app_run
+
+
+def _sync_app(app: AppConfig, run: SyncRun) -> tuple[AppRun, BaseException | None]:
+    connector = open_connector(app, dry_run=run.dry_run)
+    try:
+        extract = extract_app(connector, list(app.effective_mapping))
+        retries = run.store.read_account_retries(app.name)
+        planned = plan_app(
+            app,
+            run.users,
+            run.store.read_assigned(app.name),
+            extract,
+            run.store.read_links(app.name),
+            run.config.safety_for(app),
+            run.approve_held,
+            waiting_accounts(retries, run.now),
+        )
+        stopped = None if run.dry_run else apply_plan(run.store, app, connector, run, planned)
     finally:
         connector.close()
-    return report_app(app, store, run_id, planned, extract.errors, stopped, dry_run)
+    app_run = AppRun(app, {}, planned, retries, extract.errors)
+    app_run.result = report_app(app_run, run, stopped)
+    return app_run, stopped
 
 
 def apply_plan(
-    store: Store, app: AppConfig, connector: Any, run_id: str, planned: AppPlan
-) -> str | None:
-    """Apply batch by batch, in order; returns why the app stopped early, if it did."""
-    items = work_items(planned.plan, planned.desired, planned.rules.targets)
-    _log_held(store, run_id, app.name, planned.plan)
+    store: Store, app: AppConfig, connector: Any, run: SyncRun, planned: AppPlan
+) -> BaseException | None:
+    """Apply batch by batch, in order; returns why the app stopped early, if it did.
+    Accounts waiting out their backoff are not applied."""
+    items = [
+        item
+        for item in work_items(planned.plan, planned.desired, planned.rules.targets)
+        if item.user_id not in planned.waiting
+    ]
+    log_held(store, run.run_id, app.name, planned.plan)
     ctx = ApplyContext(app=app, connector=connector, rules=planned.rules)
+    progress = ApplyProgress(app.name, total=len(items))
+    progress.start()
     for batch in make_batches(items, sorted(planned.rules.references)):
-        state = apply_batch(store, ctx, run_id, batch, return_state=True)
+        state = apply_batch(store, ctx, run.run_id, batch, return_state=True)
+        progress.advance(len(batch.items))
         if state.is_failed():
             exc = _exception(state)
             if exc.__class__.__name__ == "AppStopped":
-                return str(exc)
+                return exc
     return None
 
 
 def report_app(
-    app: AppConfig,
-    store: Store,
-    run_id: str,
-    planned: AppPlan,
-    extract_errors: list[str],
-    stopped: str | None,
-    dry_run: bool,
+    app_run: AppRun,
+    run: SyncRun,
+    stopped: BaseException | None,
+    decision: ApprovalResult | None = None,
 ) -> dict[str, Any]:
-    actions = store.read_actions(run_id, app=app.name)
-    plan = with_outcomes(planned.plan, actions)
-    summary = summarize(plan, dry_run=dry_run)
+    """Outcomes from the action log, retry times recorded, artifacts published."""
+    app, planned = app_run.app, app_run.planned
+    assert planned is not None
+    actions = run.store.read_actions(run.run_id, app=app.name)
+    plan = mark_waiting(with_outcomes(planned.plan, actions), planned.waiting)
+    next_attempts = dict(planned.waiting)
+    if not run.dry_run:
+        next_attempts.update(
+            record_retries(
+                run.store, app.name, plan, app_run.retries, run.now, complete=stopped is None
+            )
+        )
+    summary = summarize(plan, dry_run=run.dry_run)
+    summary["waiting"] = len(planned.waiting)
+    notes = _notes(app.name, planned, summary, app_run.extract_errors, stopped, decision)
+    rows = drift_rows(app.name, plan) + unreadable_rows(app.name, planned.set_aside)
+    rows = _decided(with_next_attempts(rows, plan, next_attempts), decision)
+    summary["failed"] += len(planned.set_aside)
+    publish_report(app.name, summary, rows, dry_run=run.dry_run, notes=notes)
+    status = "stopped" if stopped else ("held" if summary["held"] else "ok")
+    result = {"status": status, "summary": summary, "notes": notes, "drift": rows}
+    if decision is not None:
+        result["approval"] = decision.as_dict()
+    elif status == "held":
+        result["approve_with"] = approve_command(app.name)
+    return result
+
+
+def _notes(
+    app: str,
+    planned: AppPlan,
+    summary: dict[str, int],
+    extract_errors: list[str],
+    stopped: BaseException | None,
+    decision: ApprovalResult | None,
+) -> list[str]:
     notes = [*planned.hold_reasons, *extract_errors[:20]]
     if stopped:
         notes.insert(0, f"stopped: {stopped}")
-    if planned.hold_reasons and summary["held"]:
+    if planned.waiting:
+        first = min(planned.waiting.values()).strftime("%Y-%m-%d %H:%M UTC")
         notes.append(
-            f"review the held actions, then run: roster sync --app {app.name} --approve-held"
+            f"{len(planned.waiting)} failing accounts wait for their next attempt"
+            f" (the first at {first})"
         )
-    rows = drift_rows(app.name, plan) + unreadable_rows(app.name, planned.set_aside)
-    summary["failed"] += len(planned.set_aside)
-    publish_report(app.name, summary, rows, dry_run=dry_run, notes=notes)
-    status = "stopped" if stopped else ("held" if summary["held"] else "ok")
-    return {"status": status, "summary": summary, "notes": notes, "drift": rows}
+    if decision is not None:
+        who = f" by {decision.approver}" if decision.approver else ""
+        why = f": {decision.comment}" if decision.comment else ""
+        notes.append(f"held actions {decision.outcome.value}{who}{why}")
+    elif planned.hold_reasons and summary["held"]:
+        counts = planned.plan.loc[planned.plan["held"].astype(bool), "action"].value_counts()
+        kinds = ", ".join(f"{n} {action}" for action, n in counts.items())
+        notes.append(
+            f"{summary['held']} actions held and not applied ({kinds}); review them, then run:"
+            f" {approve_command(app)}"
+        )
+    return notes
 
 
-def _log_held(store: Store, run_id: str, app: str, plan: pd.DataFrame) -> None:
-    held = plan[plan["held"].astype(bool)]
-    if held.empty:
-        return
-    store.log_actions(
-        run_id,
-        app,
-        [
-            {
-                "user_id": r.user_id,
-                "user_name": r.user_name,
-                "remote_id": r.remote_id,
-                "action": str(r.action),
-                "situation": str(r.situation),
-                "changes": r.changes,
-                "outcome": "held",
-                "error": r.note,
-            }
-            for r in held.itertuples(index=False)
-        ],
+def _decided(rows: list[dict[str, Any]], decision: ApprovalResult | None) -> list[dict[str, Any]]:
+    """Held rows say what became of them once someone decided (or nobody did)."""
+    if decision is None or decision.approved:
+        return rows
+    status = decision.outcome.value
+    return [{**row, "status": status} if row["status"] == "held" else row for row in rows]
+
+
+# -- decisions on held actions -----------------------------------------------------------
+
+
+def _ask_for_decisions(runs: list[AppRun], run: SyncRun, wait: bool | None) -> bool:
+    if run.dry_run or not any(r.needs_decision for r in runs):
+        return False
+    return approvals_in_ui() if wait is None else wait
+
+
+def decide_held(runs: list[AppRun], run: SyncRun, timeout: int) -> None:
+    """Ask, app by app, for a decision on its held actions, and carry it out. A run whose
+    pause expired cannot pause again, so the apps after an expiry expire too."""
+    expired = False
+    for app_run in (r for r in runs if r.needs_decision):
+        assert app_run.planned is not None
+        name = app_run.app.name
+        if expired:
+            decision = not_asked(name, "an earlier approval of this run expired", clock)
+        else:
+            rows = held_rows(app_run.planned.plan)
+            decision = ask_for_decision(
+                name, rows, app_run.planned.hold_reasons, timeout=timeout, clock=clock
+            )
+            expired = decision.outcome is Outcome.EXPIRED
+        carry_out(app_run, run, decision)
+
+
+def carry_out(app_run: AppRun, run: SyncRun, decision: ApprovalResult) -> None:
+    """Log the decision on the held rows; on approval apply them; report again."""
+    app, planned = app_run.app, app_run.planned
+    assert planned is not None
+    run.store.record_decision(
+        run.run_id,
+        app.name,
+        decision.outcome,
+        decided_by=decision.approver,
+        decided_at=decision.decided_at,
+        note=decision.comment,
     )
+    stopped = None
+    if decision.approved:
+        connector = open_connector(app, dry_run=False)
+        try:
+            only = replace(planned, plan=release_held(held_only(planned.plan)))
+            stopped = apply_plan(run.store, app, connector, run, only)
+        finally:
+            connector.close()
+        reasons = [f"approved: {reason}" for reason in planned.hold_reasons]
+        released = release_held(planned.plan, note=f"held, then approved by {decision.approver}")
+        app_run.planned = replace(planned, plan=released, hold_reasons=reasons)
+    app_run.result = report_app(app_run, run, stopped, decision)
 
 
 def _exception(state: Any) -> BaseException:

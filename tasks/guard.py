@@ -2,7 +2,8 @@
 
 A truncated directory export, an app that suddenly lists nobody, or a mapping mistake all
 look like "everyone left". The guard turns such plans into held actions that are reported,
-listed and applied only after someone approves (``roster sync --approve-held``).
+listed and applied only after someone approves: in the Prefect UI when the flow pauses
+for a decision (``tasks.approval``), or with ``roster sync --approve-held``.
 """
 
 from __future__ import annotations
@@ -59,3 +60,18 @@ def guard_plan(
 
 def _too_many(count: int, linked: int, safety: Safety) -> bool:
     return count > safety.min_deprovision_count and count > safety.max_deprovision_share * linked
+
+
+def held_only(plan: pd.DataFrame) -> pd.DataFrame:
+    """The held rows, nothing else: what an approval applies."""
+    return plan[plan["held"].astype(bool)]
+
+
+def release_held(plan: pd.DataFrame, note: str | None = None) -> pd.DataFrame:
+    """The plan with every hold lifted, as after an approval; ``note`` replaces the held
+    rows' "held by the safety threshold" note."""
+    held = plan["held"].astype(bool)
+    plan = plan.assign(held=False)
+    if note is not None and held.any():
+        plan.loc[held, "note"] = note
+    return plan

@@ -27,6 +27,7 @@ SUMMARY_KEYS = (
     "unmanaged",
     "disputed",
     "failed",
+    "waiting",
     "held",
 )
 _DONE = {"succeeded", "adopted"}
@@ -136,7 +137,7 @@ def _show(value: object) -> str | None:
 def summary_markdown(app: str, summary: dict[str, int], *, dry_run: bool, notes: list[str]) -> str:
     title = f"# Roster sync: {app}" + (" (dry run: nothing was written)" if dry_run else "")
     lines = [title, "", "| " + " | ".join(SUMMARY_KEYS) + " |", "|" + "---|" * len(SUMMARY_KEYS)]
-    lines.append("| " + " | ".join(str(summary[k]) for k in SUMMARY_KEYS) + " |")
+    lines.append("| " + " | ".join(str(summary.get(k, 0)) for k in SUMMARY_KEYS) + " |")
     lines += ["", *[f"- {note}" for note in notes]]
     return "\n".join(lines)
 

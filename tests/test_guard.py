@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 
 from directory.config import Safety
-from tasks.guard import ExtractCounts, guard_plan
+from tasks.guard import ExtractCounts, guard_plan, held_only, release_held
 from tasks.plan import PlannedAction, Situation
 
 
@@ -52,3 +52,19 @@ def test_app_listing_nobody_holds_mass_recreate() -> None:
     plan, reasons = guard_plan(plan_of(0, 0, gone=50), ExtractCounts(50, 0, 50), SAFETY)
     assert plan["held"].all()
     assert "the app listed no accounts while 50 are linked" in reasons
+
+
+def test_held_only_and_release_held_for_an_approval() -> None:
+    plan, _ = guard_plan(plan_of(30, 70), ExtractCounts(100, 100, 100), SAFETY)
+    held = held_only(plan)
+    assert len(held) == 30 and held["held"].all()
+    released = release_held(plan, note="held, then approved by ann")
+    assert not released["held"].any()
+    assert set(released.loc[held.index, "note"]) == {"held, then approved by ann"}
+    assert released.loc[~plan["held"], "note"].isna().all()  # rows never held keep theirs
+    assert plan["held"].sum() == 30  # the original plan is not changed
+
+
+def test_an_approved_sync_plan_is_not_held_again() -> None:
+    plan, reasons = guard_plan(plan_of(30, 70), ExtractCounts(100, 100, 100), SAFETY)
+    assert reasons and held_only(release_held(plan)).empty

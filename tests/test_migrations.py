@@ -27,11 +27,13 @@ TABLES = {
     "links",
     "runs",
     "actions",
+    "app_health",
+    "account_retries",
 }
 
 
-def test_head_is_the_initial_revision() -> None:
-    assert head_revision() == "0001_initial"
+def test_head_is_the_health_and_approvals_revision() -> None:
+    assert head_revision() == "0002_health_and_approvals"
 
 
 def test_opening_a_store_creates_every_table(database_url: str) -> None:
