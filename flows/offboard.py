@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
 from directory.config import Action, AppConfig, DeprovisionMode, load_config
@@ -52,7 +53,8 @@ def deprovision_in_app(
     try:
         item = _work_item(person, remote_id, action)
         ctx = ApplyContext(app=app, connector=connector, rules=PlanRules.for_app(app))
-        state = apply_batch(store, ctx, run_id, Batch(action, 0, (item,)), return_state=True)
+        batch = Batch(action, 0, (item,))
+        state = apply_batch(store, quote(ctx), run_id, quote(batch), return_state=True)
         actions = store.read_actions(run_id, app=app.name)
         last = actions.iloc[-1] if len(actions) else None
         return {

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
 from directory.actionlog import Outcome
@@ -162,7 +163,7 @@ def _sync_app(app: AppConfig, run: SyncRun) -> tuple[AppRun, BaseException | Non
         planned = plan_app(
             app,
             run.users,
-            run.store.read_assigned(app.name),
+            cast(set[str], quote(run.store.read_assigned(app.name))),
             extract,
             run.store.read_links(app.name),
             run.config.safety_for(app),
@@ -192,7 +193,8 @@ def apply_plan(
     progress = ApplyProgress(app.name, total=len(items))
     progress.start()
     for batch in make_batches(items, sorted(planned.rules.references)):
-        state = apply_batch(store, ctx, run.run_id, batch, return_state=True)
+        # quote(): Prefect would otherwise walk every account of the batch, twice, per task
+        state = apply_batch(store, quote(ctx), run.run_id, quote(batch), return_state=True)
         progress.advance(len(batch.items))
         if state.is_failed():
             exc = _exception(state)
@@ -225,7 +227,7 @@ def report_app(
     rows = drift_rows(app.name, plan) + unreadable_rows(app.name, planned.set_aside)
     rows = _decided(with_next_attempts(rows, plan, next_attempts), decision)
     summary["failed"] += len(planned.set_aside)
-    publish_report(app.name, summary, rows, dry_run=run.dry_run, notes=notes)
+    publish_report(app.name, summary, cast(list, quote(rows)), dry_run=run.dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
     result = {"status": status, "summary": summary, "notes": notes, "drift": rows}
     if decision is not None:

@@ -30,6 +30,7 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from connectors.base import Account, Connector
 from connectors.errors import ConflictError, ConnectorError, NotFoundError
@@ -247,7 +248,7 @@ def apply_person(
         return done, plan.get("remote_id"), None
     error = None
     for batch in make_batches(items, sorted(ctx.rules.references)):
-        state = apply_batch(store, ctx, run_id, batch, return_state=True)
+        state = apply_batch(store, quote(ctx), run_id, quote(batch), return_state=True)
         if state.is_failed():
             error = _failure(state)
     actions = store.read_actions(run_id, app=ctx.app.name)

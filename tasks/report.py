@@ -96,7 +96,9 @@ def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:
             "attempts": int(getattr(r, "attempts", 0) or 0),
             "error": getattr(r, "error", None) or r.note,
         }
-        changes = r.changes or {}
+        # A new account is one row: its attributes are the directory's, not drift, and
+        # listing each would make an initial sync's table ten times the people.
+        changes = {} if r.action == PlannedAction.CREATE else (r.changes or {})
         if not changes:
             rows.append({**base, "attribute": None, "old": None, "new": None})
         for path, (old, new) in changes.items():
