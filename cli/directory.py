@@ -1,7 +1,9 @@
 """``roster directory ...``: import people, look them up, assign apps, (de)activate.
 
 Changes made here reach the apps at the next sync; these commands only touch the
-directory database.
+directory database. Deactivations also send a ``roster.user.deactivated`` event when
+PREFECT_API_URL names a Prefect server, whose ``offboard`` trigger offboards at once
+(cli/events.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.context import open_store, warn
+from cli.events import announce_deactivated, users_named
 from directory.config import RosterConfig
 from directory.importer import ImportResult, import_csv
 
@@ -63,7 +66,9 @@ def import_file(
         result = import_csv(
             store, file, full=full, safety=config.safety, force=force, dry_run=dry_run
         )
+        deactivated = [] if result.dry_run else users_named(store, result.deactivated_names)
     _print_import(file, result)
+    announce_deactivated(deactivated, source="import --full")
 
 
 def _print_import(file: Path, result: ImportResult) -> None:
@@ -174,10 +179,12 @@ def unassign(ctx: typer.Context, user: UserArg, app: AppArg) -> None:
 
 @directory_app.command("deactivate")
 def deactivate(ctx: typer.Context, user: UserArg) -> None:
-    """Mark a user inactive; their app accounts are deactivated at the next sync."""
+    """Mark a user inactive; their app accounts are deactivated at the next sync, or at
+    once through the offboard trigger when PREFECT_API_URL names a Prefect server."""
     with open_store(ctx) as (_config, store):
         found = store.set_active(user, False)
     stdout.print(f"Deactivated {found['user_name']}.")
+    announce_deactivated([found], source="deactivate")
 
 
 @directory_app.command("reactivate")

@@ -163,7 +163,7 @@ def plan_changes(
         "remote_id"
     )
 
-    linked = joined[is_linked]
+    linked = joined if is_linked.all() else joined[is_linked]  # all linked: spare a copy
     parts = [
         _plan_linked(linked, _accounts_of(linked, actual_by_id), rules),
         _plan_matched(unlinked, match.pairs, actual_by_id, rules),
