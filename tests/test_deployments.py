@@ -17,10 +17,10 @@ import yaml
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.deployments.steps.utility import run_shell_script
-from prefect.events import DeploymentEventTrigger, ResourceSpecification
+from prefect.events import DeploymentEventTrigger
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.server.events.actions import RunDeployment
-from prefect.server.events.schemas.events import Event
+from prefect.server.events.schemas.events import Event, ResourceSpecification
 from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 from prefect.utilities.templating import apply_values
 
@@ -100,7 +100,8 @@ def test_the_trigger_takes_the_user_from_the_event() -> None:
     event = Event.model_validate(sent)  # the server's own model of what it receives
     trigger = offboard_trigger()
     assert trigger.expect == {event.event}
-    assert ResourceSpecification.model_validate(trigger.match).matches(event.resource)
+    match = ResourceSpecification.model_validate(trigger.model_dump(mode="json")["match"])
+    assert match.matches(event.resource)
     parameters = dict(trigger.parameters or {})
     RunDeployment._upgrade_v1_templates(parameters)
     context = HydrationContext(
