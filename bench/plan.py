@@ -6,11 +6,12 @@ each, among title, displayName, familyName, department, manager and active), and
 DEFAULT_MAPPING's, manager reference included.
 
 Each size runs in a fresh subprocess, so memory peaks of sizes never mix. In it, the
-inputs are generated (numpy, column by column), then the peak RSS is reset
-(``/proc/self/clear_refs``) so the plan's own high-water mark is read with getrusage.
-The baseline, timed in the same process, is the bare join the plan cannot avoid
-(desired ⋈ links ⋈ actual, two pandas merges): the ratio plan/join is what to compare
-between runs on a shared machine.
+inputs are generated (numpy, column by column), freed temporaries are handed back to the
+OS (``malloc_trim``), and the RSS high-water mark is reset (``/proc/self/clear_refs``) so
+that getrusage then reports the peak while planning; one more, untimed, plan runs under
+tracemalloc for the plan's own allocations. The baseline, timed in the same process, is
+the bare join the plan cannot avoid (desired ⋈ links ⋈ actual, two pandas merges): the
+ratio plan/join is what to compare between runs on a shared machine.
 
     python -m bench.plan [--sizes 100000 1000000] [--repeat 3]
 """
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,7 +306,7 @@ def _bare_join(inputs: Inputs) -> pd.DataFrame:
     return pairs.merge(inputs.actual, on="remote_id", suffixes=("", "_app"))
 
 
-def _time(work: Any) -> float:
+def _time(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     elapsed = time.perf_counter() - started
@@ -390,7 +392,11 @@ def report_targets(results: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.plan", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.plan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, TARGET_SIZE])
     parser.add_argument("--repeat", type=int, default=3, help="plan runs per size")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
