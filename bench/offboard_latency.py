@@ -172,20 +172,25 @@ def _server_marks(server: PrefectServer, user: str, wall0: float) -> dict[str, f
     """When the event occurred, and when its flow run was created and started."""
     deployment = server.deployment("offboard", "offboard")
     runs = [r for r in server.flow_runs(deployment["id"]) if r["parameters"].get("user") == user]
-    events = server.post(
-        "/events/filter",
-        {"filter": {"event": {"name": ["roster.user.deactivated"]}}, "limit": 50},
-    )["events"]
     marks: dict[str, float] = {}
-    for event in events:
-        if event["resource"].get("roster.user-name") == user:
-            marks["event occurred"] = _seconds(event["occurred"], wall0)
+    # the server stores events in batches: a just-sent one can take a few seconds to show
+    with contextlib.suppress(TimeoutError):
+        occurred = poll(lambda: _event_occurred(server, user), timeout=10, interval=0.5)
+        marks["event occurred"] = _seconds(occurred, wall0)
     if runs:
         run = min(runs, key=lambda r: r["created"])
         marks["run created"] = _seconds(run["created"], wall0)
         if run.get("start_time"):
             marks["run started"] = _seconds(run["start_time"], wall0)
     return marks
+
+
+def _event_occurred(server: PrefectServer, user: str) -> str | None:
+    body = {"filter": {"event": {"name": ["roster.user.deactivated"]}}, "limit": 50}
+    for event in server.post("/events/filter", body)["events"]:
+        if event["resource"].get("roster.user-name") == user:
+            return str(event["occurred"])
+    return None
 
 
 def _seconds(stamp: str, wall0: float) -> float:
