@@ -6,11 +6,11 @@ turns each event into an offboarding run at once, instead of waiting for the nex
 The events go to the Prefect server's REST endpoint, ``POST $PREFECT_API_URL/events``
 ("Create Events"), in one request per batch; the server answers 204 once it has taken
 them, so the command knows they were delivered before it exits. Prefect's own
-``emit_event`` was measured first (docs/benchmarks-offboard.md): importing Prefect costs a
-directory command about 2 s of CPU, and its background events worker must then be drained
-before exit, about 2.5 s more in all. On a 2-core machine that CPU competes with the
-offboarding run starting up, and deactivate-to-inactive took 11.6-13.6 s instead of
-8.8-9.3 s. Directory commands therefore never import Prefect.
+``emit_event`` was measured first (docs/benchmarks-offboard.md): importing Prefect and
+draining its background events worker before exit made ``roster directory deactivate``
+cost 3.3-4.0 s of CPU instead of 1.7-2.0 s. On a 2-core machine that CPU competes with the
+offboarding run starting up: deactivate-to-inactive took 11.6-13.6 s instead of 8.8-9.3 s
+in the same conditions. Directory commands therefore never import Prefect.
 
 Events are sent only when PREFECT_API_URL names a server: in local mode nothing could act
 on them. An event carries the user's id and user name, never an email or a token.

@@ -103,3 +103,10 @@ def make_installation(
     session.TRANSPORTS.clear()
     for store in stores:
         store.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_real_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's exported PREFECT_API_URL must never receive test events (they could
+    trigger real offboardings); tests that want a server start their own."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
