@@ -43,7 +43,7 @@ def build_deployments(interval: int = DEFAULT_INTERVAL) -> list[RunnerDeployment
     is what ``flow.to_deployment`` calls, without its sync/async dual return type.)"""
     from flows.offboard import offboard
     from flows.provision import provision_user
-    from flows.sync import sync
+    from flows.sync import sync, sync_one_app
 
     return [
         RunnerDeployment.from_flow(
@@ -53,9 +53,9 @@ def build_deployments(interval: int = DEFAULT_INTERVAL) -> list[RunnerDeployment
             description="Bring every configured app in line with the directory.",
         ),
         RunnerDeployment.from_flow(
-            sync,
+            sync_one_app,
             name="sync-app",
-            description="Sync one app: set the `app` parameter.",
+            description="Sync one app: the `app` parameter is required.",
         ),
         RunnerDeployment.from_flow(
             offboard,

@@ -12,11 +12,10 @@ from prefect.utilities.annotations import quote
 from connectors.errors import ConnectorError
 from directory.config import Action, AppConfig, DeprovisionMode, load_config
 from directory.store import Store
-from flows.sync import _flow_run_id
 from tasks.apply import ApplyContext, WorkItem
 from tasks.batches import Batch, apply_batch
 from tasks.plan import PlannedAction, PlanRules
-from tasks.session import open_connector, open_store
+from tasks.session import current_flow_run_id, open_connector, open_store
 
 
 @flow(name="offboard", log_prints=False)
@@ -25,7 +24,7 @@ def offboard(user: str, dry_run: bool = False, config_path: str | None = None) -
     config = load_config(config_path)
     store = open_store(config)
     person = store.find_user(user) if dry_run else store.set_active(user, False)
-    run_id = store.start_run("offboard", dry_run=dry_run, flow_run_id=_flow_run_id())
+    run_id = store.start_run("offboard", dry_run=dry_run, flow_run_id=current_flow_run_id())
     linked = set(store.linked_apps(person["user_id"]))
     apps = [app for app in config.apps if app.name in linked]
     futures = {

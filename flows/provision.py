@@ -8,9 +8,8 @@ from typing import Any
 from prefect import flow
 
 from directory.config import AppConfig, RosterConfig, load_config
-from flows.sync import _flow_run_id
 from tasks.provision import Person, load_person, provision_in_app, publish_provision_report
-from tasks.session import open_store
+from tasks.session import current_flow_run_id, open_store
 
 
 @flow(name="provision-user", log_prints=False)
@@ -26,7 +25,7 @@ def provision_user(
     try:
         person = load_person(store, user)
         apps, unconfigured = _apps_for(config, person, store.linked_apps(person.user_id), app)
-        run_id = store.start_run("provision", dry_run=dry_run, flow_run_id=_flow_run_id())
+        run_id = store.start_run("provision", dry_run=dry_run, flow_run_id=current_flow_run_id())
         futures = {a.name: provision_in_app.submit(store, a, run_id, person, dry_run) for a in apps}
         results = {name: future.result() for name, future in futures.items()}
         publish_provision_report(person.user["user_name"], results, dry_run=dry_run)

@@ -17,7 +17,6 @@ from typing import Any, cast
 
 import pandas as pd
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
@@ -53,7 +52,7 @@ from tasks.report import (
     unreadable_rows,
     with_outcomes,
 )
-from tasks.session import open_connector, open_store
+from tasks.session import current_flow_run_id, open_connector, open_store
 from tasks.steps import (
     AppPlan,
     log_held,
@@ -113,6 +112,37 @@ def sync(
     forces it. An app failing ``quarantine_after`` runs in a row for one app-level reason
     is quarantined.
     """
+    return run_sync(**locals())
+
+
+@flow(name="sync-app", log_prints=False)
+def sync_one_app(
+    app: str,
+    dry_run: bool = False,
+    approve_held: bool = False,
+    config_path: str | None = None,
+    wait_for_approval: bool | None = None,
+    approval_timeout: int = 3600,
+    quarantine_after: int = 3,
+) -> dict[str, Any]:
+    """Bring one app in line with the directory: the ``sync-app`` deployment's flow.
+
+    ``app`` is required here, so a run started without it fails at once with Prefect's
+    parameter error instead of quietly syncing every app.
+    """
+    return run_sync(**locals())
+
+
+def run_sync(
+    app: str | None,
+    dry_run: bool,
+    approve_held: bool,
+    config_path: str | None,
+    wait_for_approval: bool | None,
+    approval_timeout: int,
+    quarantine_after: int,
+) -> dict[str, Any]:
+    """The body of both sync flows, inside a flow run."""
     config = load_config(config_path)
     apps = [config.app(app)] if app else config.apps
     if not apps:
@@ -122,7 +152,7 @@ def sync(
         run = SyncRun(
             config=config,
             store=store,
-            run_id=store.start_run("sync", dry_run=dry_run, flow_run_id=_flow_run_id()),
+            run_id=store.start_run("sync", dry_run=dry_run, flow_run_id=current_flow_run_id()),
             users=extract_directory(store),
             dry_run=dry_run,
             approve_held=approve_held,
@@ -335,11 +365,6 @@ def _exception(state: Any) -> BaseException:
     except BaseException as exc:
         return exc
     return RuntimeError("batch failed")
-
-
-def _flow_run_id() -> str | None:
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
 
 
 logging.getLogger("roster").addHandler(logging.NullHandler())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from prefect.runtime import flow_run
 
 from connectors.base import Connector
 from connectors.build import build_connector
@@ -19,3 +20,9 @@ def open_store(config: RosterConfig) -> Store:
 
 def open_connector(app: AppConfig, *, dry_run: bool) -> Connector:
     return build_connector(app, dry_run=dry_run, transport=TRANSPORTS.get(app.name))
+
+
+def current_flow_run_id() -> str | None:
+    """The Prefect flow run this code runs in, kept with Roster's own run record."""
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None

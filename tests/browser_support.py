@@ -190,5 +190,10 @@ def ui_artifact_url(root: str, artifact_id: str) -> str:
     return f"{root}/v2/artifacts/artifact/{artifact_id}"
 
 
+def ui_flow_run_url(root: str, flow_run_id: str, *, v1: bool = False) -> str:
+    """The flow run's page; ``v1`` is the classic UI, which has the resume form."""
+    return f"{root}{'' if v1 else '/v2'}/runs/flow-run/{flow_run_id}"
+
+
 def ui_flow_run_artifacts_url(root: str, flow_run_id: str) -> str:
-    return f"{root}/v2/runs/flow-run/{flow_run_id}?tab=Artifacts"
+    return f"{ui_flow_run_url(root, flow_run_id)}?tab=Artifacts"

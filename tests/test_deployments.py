@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: deployment -> (entrypoint, parameters it must take)
 EXPECTED = {
     "sync-all": ("flows/sync.py:sync", set()),
-    "sync-app": ("flows/sync.py:sync", {"app"}),
+    "sync-app": ("flows/sync.py:sync_one_app", {"app"}),
     "offboard": ("flows/offboard.py:offboard", {"user"}),
     "provision-user": ("flows/provision.py:provision_user", {"user"}),
 }
@@ -157,3 +157,10 @@ def test_make_server_uses_roster_prefect_settings() -> None:
     for key, value in prefect_defaults().items():
         if key.startswith("PREFECT_SERVER_") and "EPHEMERAL" not in key:
             assert re.search(rf"\b{key}={re.escape(value)}\b", makefile), key
+
+
+def test_sync_app_requires_an_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``sync-app`` run without ``app`` is refused by Prefect, never a sync of every app."""
+    flow = _load(EXPECTED["sync-app"][0], monkeypatch)
+    assert flow.parameters.required == ["app"]
+    assert not _load(EXPECTED["sync-all"][0], monkeypatch).parameters.required

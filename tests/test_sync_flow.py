@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from flows.sync import sync
+from flows.sync import sync, sync_one_app
 from tests.scim_apps import TOKEN
 from tests.sync_env import Installation, people, person
 
@@ -287,3 +287,10 @@ def test_a_directory_change_updates_only_the_changed_attribute(env: Installation
     sent = env.scim.requests - before
     assert sent[("PATCH", "chat")] == 1 and sent[("POST", "chat")] == 0
     assert env.accounts("chat")["user0002"]["title"] == "Staff Engineer"
+
+
+def test_the_sync_app_flow_touches_only_its_app(env: Installation) -> None:
+    env.import_people(people(5))
+    result = sync_one_app(app="wiki", config_path=env.config_path)
+    assert list(result["apps"]) == ["wiki"]
+    assert len(env.accounts("wiki")) == 5 and env.accounts("chat") == {}
