@@ -29,7 +29,7 @@ DryRunOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 #: app statuses that make ``roster sync`` exit 1
-FAILING = ("failed", "stopped", "quarantined")
+FAILING = ("failed", "stopped", "quarantined", "locked")
 
 
 def sync_command(
@@ -48,6 +48,16 @@ def sync_command(
             " in its UI before leaving them unapplied.",
         ),
     ] = 60,
+    wait_for_lock: Annotated[
+        float,
+        typer.Option(
+            "--wait-for-lock",
+            min=0,
+            metavar="SECONDS",
+            help="When another run is syncing an app, wait this long for it to finish"
+            " (default: skip that app and say who holds it).",
+        ),
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring every app (or one) in line with the directory."""
@@ -61,6 +71,7 @@ def sync_command(
             approve_held=approve_held,
             config_path=config_path(ctx),
             approval_timeout=approval_timeout * 60,
+            lock_wait=wait_for_lock,
         ),
         "Syncing",
     )
@@ -182,7 +193,7 @@ def _print_sync(result: dict[str, Any]) -> None:
     for name, outcome in result["apps"].items():
         for note in outcome.get("notes", []):
             stdout.print(f"  [yellow]{name}[/]: {note}")
-        if outcome.get("status") == "failed":
+        if outcome.get("status") in ("failed", "locked"):
             stdout.print(f"  [red]{name}: {outcome['error']}[/]")
         if "quarantine" in outcome:
             stdout.print(

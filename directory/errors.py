@@ -7,7 +7,8 @@
     ├── RunNotFoundError           no run has that id
     ├── InvalidNameError           an app or group name Roster cannot use
     ├── CsvImportError             a CSV file has bad rows; carries every RowError
-    └── SafetyHoldError            a full import would deactivate too many users
+    ├── SafetyHoldError            a full import would deactivate too many users
+    └── AppLockedError             another run holds the app's lock
 
 ``store.py`` re-exports them, so ``from directory.store import UserNotFoundError`` works.
 """
@@ -76,3 +77,7 @@ class SafetyHoldError(DirectoryError):
             f"refusing to deactivate {count} of {active} active users "
             "(over the safety limit); check the file, or pass --force"
         )
+
+
+class AppLockedError(DirectoryError):
+    """Another run is writing to the app (``directory.locks``); the message names it."""

@@ -202,3 +202,17 @@ class AccountRetry(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AppLock(Base):
+    """Who is writing to an app now. One row per app while a run holds it; a holder that
+    died (kill -9, lost machine) stops renewing, and once ``expires_at`` passes the next
+    run takes the lock over."""
+
+    __tablename__ = "app_locks"
+
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: host:pid:run of the holder, for the message the next run prints
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

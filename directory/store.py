@@ -34,7 +34,8 @@ from directory.errors import (
     UserNotFoundError,
 )
 from directory.health import AppStateMixin
-from directory.models import Link, utcnow
+from directory.locks import AppLockMixin, LockState
+from directory.models import Link, Run, User, utcnow
 from directory.queries import (
     SUPPORTED_DIALECTS,
     batched,
@@ -52,6 +53,7 @@ __all__ = [
     "DirectoryError",
     "GroupNotFoundError",
     "InvalidNameError",
+    "LockState",
     "Outcome",
     "RowError",
     "RunNotFoundError",
@@ -64,7 +66,7 @@ __all__ = [
 LINK_COLUMNS = ["user_id", "remote_id", "attr_hash", "status"]
 
 
-class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin):
+class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin):
     """The directory database. Opening it upgrades the schema to head (a no-op when it is
     already there), so every caller sees the tables this code expects."""
 
@@ -114,6 +116,19 @@ class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin):
         stmt = sa.select(assigned.c.user_id).where(assigned.c.app == app)
         with self.engine.connect() as conn:
             return set(conn.scalars(stmt))
+
+    def deactivated_during(self, run_id: str, user_ids: Iterable[str]) -> set[str]:
+        """Which of ``user_ids`` were deactivated (or removed) since run ``run_id`` started:
+        a run checks before it writes, so an offboarding during a sync is never undone."""
+        wanted = list(dict.fromkeys(user_ids))
+        started = sa.select(Run.started_at).where(Run.id == run_id).scalar_subquery()
+        kept: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in batched(wanted):
+                unchanged = sa.or_(User.active, User.updated_at <= started)
+                stmt = sa.select(User.id).where(User.id.in_(chunk), unchanged)
+                kept.update(conn.scalars(stmt))
+        return set(wanted) - kept
 
     # -- links: Roster's memory between runs -----------------------------------------
 

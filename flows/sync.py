@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
@@ -22,6 +23,7 @@ from prefect.utilities.annotations import quote
 from connectors.errors import ConnectorError
 from directory.actionlog import Outcome
 from directory.config import AppConfig, ConfigError, RosterConfig, load_config
+from directory.errors import AppLockedError
 from directory.models import utcnow
 from directory.store import Store
 from tasks.apply import ApplyContext
@@ -44,6 +46,7 @@ from tasks.health import (
     waiting_accounts,
     with_next_attempts,
 )
+from tasks.locks import app_lock, lock_holder
 from tasks.progress import ApplyProgress
 from tasks.report import (
     drift_rows,
@@ -62,6 +65,9 @@ from tasks.steps import (
     record_retries,
 )
 
+#: seconds approved held actions wait for an app another run is writing to
+APPROVED_LOCK_WAIT = 600
+
 #: the flow's clock, read once per run; tests move time by replacing it
 clock: Callable[[], datetime] = utcnow
 
@@ -78,6 +84,18 @@ class SyncRun:
     approve_held: bool
     now: datetime
     policy: HealthPolicy
+    lock_wait: float = 0
+
+    @property
+    def holder(self) -> str:
+        return lock_holder(self.run_id)
+
+    def lock(self, app: AppConfig, *, wait: float | None = None) -> AbstractContextManager[Any]:
+        """The app's lock for this run's writes; a dry run writes nothing and takes none."""
+        if self.dry_run:
+            return nullcontext()
+        wait = self.lock_wait if wait is None else wait
+        return app_lock(self.store, app.name, self.holder, wait=wait)
 
 
 @dataclass
@@ -104,13 +122,15 @@ def sync(
     wait_for_approval: bool | None = None,
     approval_timeout: int = 3600,
     quarantine_after: int = 3,
+    lock_wait: float = 0,
 ) -> dict[str, Any]:
     """Bring every configured app (or one) in line with the directory.
 
     Held actions wait up to ``approval_timeout`` seconds for a decision in the Prefect UI
     when a Prefect server is there to show it (``wait_for_approval`` None); True or False
     forces it. An app failing ``quarantine_after`` runs in a row for one app-level reason
-    is quarantined.
+    is quarantined. An app another run is writing to is waited for up to ``lock_wait``
+    seconds, then reported ``locked`` and left alone.
     """
     return run_sync(**locals())
 
@@ -124,6 +144,7 @@ def sync_one_app(
     wait_for_approval: bool | None = None,
     approval_timeout: int = 3600,
     quarantine_after: int = 3,
+    lock_wait: float = 0,
 ) -> dict[str, Any]:
     """Bring one app in line with the directory: the ``sync-app`` deployment's flow.
 
@@ -141,6 +162,7 @@ def run_sync(
     wait_for_approval: bool | None,
     approval_timeout: int,
     quarantine_after: int,
+    lock_wait: float,
 ) -> dict[str, Any]:
     """The body of both sync flows, inside a flow run."""
     config = load_config(config_path)
@@ -158,6 +180,7 @@ def run_sync(
             approve_held=approve_held,
             now=clock(),
             policy=HealthPolicy(quarantine_after=quarantine_after),
+            lock_wait=lock_wait,
         )
         runs = [sync_app(a, run) for a in apps]
         if _ask_for_decisions(runs, run, wait_for_approval):
@@ -176,7 +199,11 @@ def sync_app(app: AppConfig, run: SyncRun) -> AppRun:
         return AppRun(app, quarantine_report(health, skipped=True))
     failure: BaseException | None
     try:
-        app_run, failure = _sync_app(app, run)
+        with run.lock(app):
+            app_run, failure = _sync_app(app, run)
+    except AppLockedError as exc:  # not the app's fault: its health is left as it is
+        get_run_logger().warning("%s", exc)
+        return AppRun(app, {"status": "locked", "error": str(exc)})
     except (ConnectorError, ConfigError) as exc:
         get_run_logger().error("app %s: %s", app.name, exc)
         app_run, failure = AppRun(app, {"status": "failed", "error": str(exc)}), exc
@@ -345,14 +372,18 @@ def carry_out(app_run: AppRun, run: SyncRun, decision: ApprovalResult) -> None:
         decided_at=decision.decided_at,
         note=decision.comment,
     )
-    stopped = None
+    stopped: BaseException | None = None
     if decision.approved:
-        connector = open_connector(app, dry_run=False)
         try:
-            only = replace(planned, plan=release_held(held_only(planned.plan)))
-            stopped = apply_plan(run.store, app, connector, run, only)
-        finally:
-            connector.close()
+            with run.lock(app, wait=max(run.lock_wait, APPROVED_LOCK_WAIT)):
+                connector = open_connector(app, dry_run=False)
+                try:
+                    only = replace(planned, plan=release_held(held_only(planned.plan)))
+                    stopped = apply_plan(run.store, app, connector, run, only)
+                finally:
+                    connector.close()
+        except AppLockedError as exc:
+            stopped = exc
         reasons = [f"approved: {reason}" for reason in planned.hold_reasons]
         released = release_held(planned.plan, note=f"held, then approved by {decision.approver}")
         app_run.planned = replace(planned, plan=released, hold_reasons=reasons)

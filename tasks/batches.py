@@ -30,6 +30,8 @@ APPLY_ORDER = (
     PlannedAction.UNLINK,
 )
 BATCH_SIZE = 250
+#: actions that give access; a person deactivated since the run read the directory gets none
+GRANTING = (PlannedAction.CREATE, PlannedAction.LINK, PlannedAction.UPDATE)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ def apply_batch(store: Store, ctx: ApplyContext, run_id: str, batch: Batch) -> i
     app = ctx.app.name
     done = store.succeeded_user_ids(run_id, app, batch.action.value)
     items = [item for item in batch.items if item.user_id not in done]
+    if batch.action in GRANTING:
+        items = _skip_offboarded(store, run_id, app, items)
     if not items:
         return 0
     if batch.action is not PlannedAction.UNLINK:
@@ -140,6 +144,27 @@ def apply_batch(store: Store, ctx: ApplyContext, run_id: str, batch: Batch) -> i
     if retry:
         raise BatchIncomplete(f"{retry} of {len(items)} accounts failed transiently")
     return len(items)
+
+
+def _skip_offboarded(store: Store, run_id: str, app: str, items: list[WorkItem]) -> list[WorkItem]:
+    """Leave out people deactivated since this run read the directory (an offboarding ran
+    meanwhile): writing their old, active state would undo it. Logged as skipped."""
+    gone = store.deactivated_during(run_id, (item.user_id for item in items))
+    if not gone:
+        return items
+    store.log_actions(
+        run_id,
+        app,
+        [
+            {**_intent(item), "outcome": Outcome.SKIPPED.value, "error": OFFBOARDED}
+            for item in items
+            if item.user_id in gone
+        ],
+    )
+    return [item for item in items if item.user_id not in gone]
+
+
+OFFBOARDED = "deactivated in the directory during this run; the next run deprovisions them"
 
 
 def _is_incomplete(state: object) -> bool:

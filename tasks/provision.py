@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +36,12 @@ from prefect.utilities.annotations import quote
 from connectors.base import Account, Connector
 from connectors.errors import ConflictError, ConnectorError, NotFoundError
 from directory.config import DIRECTORY_FIELDS, AppConfig
-from directory.errors import UserNotFoundError
+from directory.errors import AppLockedError, UserNotFoundError
 from directory.store import Store
 from tasks.apply import ApplyContext
 from tasks.batches import apply_batch, make_batches, work_items
 from tasks.desired import build_desired
+from tasks.locks import app_lock, lock_holder
 from tasks.plan import PlannedAction, PlanRules, plan_changes
 from tasks.session import open_connector
 
@@ -267,6 +269,10 @@ def _failure(state: Any) -> str:
     return "the batch failed"
 
 
+#: seconds provisioning one person waits for a sync of the same app to finish
+PROVISION_LOCK_WAIT = 120
+
+
 @task(name="provision", task_run_name="provision-{app.name}", cache_policy=NO_CACHE)
 def provision_in_app(
     store: Store, app: AppConfig, run_id: str, person: Person, dry_run: bool
@@ -276,26 +282,34 @@ def provision_in_app(
     steps.in_scope, steps.scope = scope_of(person, app.name)
     rules = PlanRules.for_app(app)
     connector = open_connector(app, dry_run=dry_run)
+    lock: AbstractContextManager[Any] = (
+        nullcontext()
+        if dry_run
+        else app_lock(store, app.name, lock_holder(run_id), wait=PROVISION_LOCK_WAIT)
+    )
     try:
-        links = store.read_links(app.name)
-        desired = desired_frame(person, app, links)
-        _note_unresolved_manager(steps, person, desired, rules)
-        steps.match = find_match(connector, desired.iloc[0].to_dict(), person.user_id, links, rules)
-        if steps.match.disputed:
-            steps.plan = {"situation": "disputed", "action": PlannedAction.REPORT.value}
-            steps.outcome = "reported"
-            return steps.as_dict()
-        steps.plan = _plain_plan(plan_person(desired, steps.match, links, rules))
-        if not steps.plan:
-            steps.plan = {"situation": "out_of_scope", "action": PlannedAction.NONE.value}
-        if dry_run:
-            steps.outcome, steps.remote_id = "planned (dry run)", steps.plan.get("remote_id")
-            return steps.as_dict()
-        ctx = ApplyContext(app=app, connector=connector, rules=rules)
-        steps.outcome, steps.remote_id, steps.error = apply_person(
-            store, ctx, run_id, steps.plan, desired
-        )
-    except ConnectorError as exc:
+        with lock:
+            links = store.read_links(app.name)
+            desired = desired_frame(person, app, links)
+            _note_unresolved_manager(steps, person, desired, rules)
+            steps.match = find_match(
+                connector, desired.iloc[0].to_dict(), person.user_id, links, rules
+            )
+            if steps.match.disputed:
+                steps.plan = {"situation": "disputed", "action": PlannedAction.REPORT.value}
+                steps.outcome = "reported"
+                return steps.as_dict()
+            steps.plan = _plain_plan(plan_person(desired, steps.match, links, rules))
+            if not steps.plan:
+                steps.plan = {"situation": "out_of_scope", "action": PlannedAction.NONE.value}
+            if dry_run:
+                steps.outcome, steps.remote_id = "planned (dry run)", steps.plan.get("remote_id")
+                return steps.as_dict()
+            ctx = ApplyContext(app=app, connector=connector, rules=rules)
+            steps.outcome, steps.remote_id, steps.error = apply_person(
+                store, ctx, run_id, steps.plan, desired
+            )
+    except (ConnectorError, AppLockedError) as exc:
         steps.outcome, steps.error = "failed", str(exc)
     finally:
         connector.close()

@@ -210,10 +210,17 @@ class RosterSite:
 
 
 def make_site(
-    root: Path, server: PrefectServer, scim_root: str, apps: list[str], people_count: int
+    root: Path,
+    server: PrefectServer,
+    scim_root: str,
+    apps: list[str],
+    people_count: int,
+    *,
+    synced: bool = True,
 ) -> RosterSite:
     """Write roster.yaml and a directory of ``people_count`` people assigned every app,
-    import it and sync once, so every person has a linked, active account in every app."""
+    import it and (``synced``) sync once, so every person has a linked, active account in
+    every app."""
     root.mkdir(parents=True, exist_ok=True)
     config = {
         "database_url": f"sqlite:///{root / 'roster.db'}",
@@ -241,7 +248,8 @@ def make_site(
     env.pop("ROSTER_DATABASE_URL", None)
     site = RosterSite(root=root, env=env, scim_root=scim_root, apps=apps)
     site.roster("directory", "import", "people.csv")
-    site.roster("sync")
+    if synced:
+        site.roster("sync")
     return site
 
 

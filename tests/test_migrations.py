@@ -29,11 +29,12 @@ TABLES = {
     "actions",
     "app_health",
     "account_retries",
+    "app_locks",
 }
 
 
-def test_head_is_the_health_and_approvals_revision() -> None:
-    assert head_revision() == "0002_health_and_approvals"
+def test_head_is_the_app_locks_revision() -> None:
+    assert head_revision() == "0003_app_locks"
 
 
 def test_opening_a_store_creates_every_table(database_url: str) -> None:
