@@ -147,6 +147,7 @@ def plan_changes(
     dead_users = set(links.loc[~links.index.isin(live.index), "user_id"])
     live_at = None if link_at is None else link_at[link_at >= 0]
 
+    desired = _with_vanished_users(desired, live)
     linked_columns = live[["user_id", "remote_id", "attr_hash", "status"]].rename(
         columns={"attr_hash": "last_hash", "status": "link_status"}
     )
@@ -159,9 +160,14 @@ def plan_changes(
     match = match_accounts(unlinked, free, rules)
 
     owners = accounts.owners(live, live_at, match.pairs)
-    actual_by_id = _translate_references(actual, rules.references, accounts, owners).set_index(
-        "remote_id"
-    )
+    gone = links.loc[links["user_id"].isin(dead_users)]
+    actual_by_id = _translate_references(
+        actual,
+        rules.references,
+        accounts,
+        owners,
+        pd.Series(gone["user_id"].to_numpy(), index=gone["remote_id"]),
+    ).set_index("remote_id")
 
     linked = joined if is_linked.all() else joined[is_linked]  # all linked: spare a copy
     parts = [
@@ -174,6 +180,20 @@ def plan_changes(
     plan["held"] = False
     plan["attr_hash"] = _hashes_for_writes(plan, desired, rules)
     return plan[[*PLAN_COLUMNS, "attr_hash"]].reset_index(drop=True)
+
+
+def _with_vanished_users(desired: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
+    """Linked users the directory no longer has (deleted, or an extract that came back
+    short) are out of scope: their accounts are deprovisioned like a leaver's, which the
+    guard then counts, instead of being silently forgotten."""
+    vanished = live.loc[~live["user_id"].isin(desired["user_id"]), "user_id"]
+    if vanished.empty:
+        return desired
+    extra = pd.DataFrame({"user_id": vanished.to_numpy(), "in_scope": False}).astype(
+        {"user_id": object}
+    )
+    extra["user_name"] = pd.Series([None] * len(extra), dtype=object)
+    return pd.concat([desired, extra], ignore_index=True)
 
 
 #: Column carried from the links into the joined frame: the linked account's row in
@@ -548,11 +568,20 @@ def _translate_references(
     references: frozenset[str],
     accounts: AccountIndex,
     owners: pd.Series | np.ndarray,
+    gone_owners: pd.Series,
 ) -> pd.DataFrame:
-    """Reference attributes hold remote ids in the app; the plan compares directory ids."""
+    """Reference attributes hold remote ids in the app; the plan compares directory ids.
+    A reference to a linked account the app no longer lists (its manager's account was
+    deleted) still names its owner, so it is not mistaken for drift."""
     if not references:
         return actual
-    translated = {path: accounts.translate(actual[path], owners) for path in references}
+    translated = {}
+    for path in references:
+        values = accounts.translate(actual[path], owners)
+        if len(gone_owners):
+            mapped = values.map(gone_owners)
+            values = mapped.where(mapped.notna(), values)
+        translated[path] = values
     return actual.assign(**translated)
 
 

@@ -210,6 +210,29 @@ def test_references_compare_through_links_not_remote_ids() -> None:
     assert set(plan["action"]) == {PlannedAction.NONE}
 
 
+def test_a_reference_to_a_linked_account_the_app_lost_is_not_drift() -> None:
+    """The manager's account was deleted in the app (its re-create may be held): the
+    reports still point at it, which is what the directory says, not a change to write."""
+    d = desired(("u1", "boss", True, "Boss", None), ("u2", "ann", True, "Ann", "u1"))
+    a = actual(("r2", "ann", "Ann", True, "r1"))
+    plan = plan_changes(d, a, links(("u1", "r1", "active"), ("u2", "r2", "active")), RULES)
+    outcome = {user: (situation, action) for user, (situation, action, _) in by_user(plan).items()}
+    assert outcome == {
+        "u1": (Situation.GONE, PlannedAction.CREATE),
+        "u2": (Situation.IN_SYNC, PlannedAction.NONE),
+    }
+
+
+def test_linked_users_the_directory_no_longer_has_are_deprovisioned() -> None:
+    """Deleted from the directory, or missing from a short extract: deprovisioned like a
+    leaver (the guard then counts them), never silently forgotten."""
+    d = desired(("u1", "boss", True, "Boss", None))
+    a = actual(("r1", "boss", "Boss", True, None), ("r2", "ann", "Ann", True, None))
+    plan = plan_changes(d, a, links(("u1", "r1", "active"), ("u2", "r2", "active")), RULES)
+    assert by_user(plan)["u2"][:2] == (Situation.DEPROVISION, PlannedAction.DEACTIVATE)
+    assert plan.loc[plan["user_id"] == "u2", "remote_id"].tolist() == ["r2"]
+
+
 @pytest.mark.parametrize(
     ("mode", "remote_active", "expected"),
     [
