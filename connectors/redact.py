@@ -24,6 +24,9 @@ import logging
 import threading
 
 MASK = "***"
+#: Shorter secrets are not redacted: replacing every "t" or "abc" would mangle all text,
+#: and no real API token is that short.
+MIN_LENGTH = 8
 #: the loggers whose records may carry wire data; filters only see records created on
 #: the logger they are attached to, so each one is named
 WIRE_LOGGERS = (
@@ -44,7 +47,7 @@ class Secrets:
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
-        if not secret:
+        if len(secret) < MIN_LENGTH:
             return
         raw = secret.encode()
         forms = {

@@ -151,10 +151,14 @@ class LogCapture(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
         self.lines: list[str] = []
         self.names: Counter[str] = Counter()
+        #: every task run that logged (Prefect's records carry its id)
+        self.task_run_ids: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
         self.names[record.name.split(".")[0]] += 1
+        if task_run_id := getattr(record, "task_run_id", None):
+            self.task_run_ids.add(str(task_run_id))
 
 
 @contextmanager
@@ -231,11 +235,14 @@ def file_texts(*roots: Path) -> list[str]:
     return texts
 
 
-def prefect_records(flow_run_ids: list[str], timeout: float = 20.0) -> dict[str, list[str]]:
+def prefect_records(
+    flow_run_ids: list[str], task_run_ids: set[str], timeout: float = 30.0
+) -> dict[str, list[str]]:
     """What the Prefect API holds about these flow runs: the runs and their task runs
     (states, messages, parameters), their logs and their artifacts, each as JSON.
 
-    Logs reach the server in batches, so this flushes and waits for their count to settle.
+    The server records task runs and logs in batches, a little later: this waits until
+    every task run in ``task_run_ids`` is there and the log count stops growing.
     """
     from uuid import UUID
 
@@ -251,23 +258,26 @@ def prefect_records(flow_run_ids: list[str], timeout: float = 20.0) -> dict[str,
     from prefect.logging.handlers import APILogHandler
 
     ids = [UUID(i) for i in flow_run_ids]
+    runs_filter = FlowRunFilter(id=FlowRunFilterId(any_=ids))
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids))
     APILogHandler().flush()
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-        tasks = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200
-        )
+        logs: list[Any] = []
+        tasks: list[Any] = []
+        deadline, same = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline and same < 2:  # two equal log counts in a row
+            time.sleep(0.5)
+            previous, logs = len(logs), _all_logs(client, log_filter)
+            tasks = client.read_task_runs(flow_run_filter=runs_filter, limit=200)
+            complete = task_run_ids <= {str(t.id) for t in tasks}
+            same = same + 1 if complete and logs and len(logs) == previous else 0
+        runs = client.read_flow_runs(flow_run_filter=runs_filter)
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)),
             limit=200,
         )
-        log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids))
-        logs: list[Any] = []
-        deadline, same = time.monotonic() + timeout, 0
-        while time.monotonic() < deadline and same < 2:  # two equal counts in a row
-            time.sleep(0.5)
-            previous, logs = len(logs), _all_logs(client, log_filter)
-            same = same + 1 if logs and len(logs) == previous else 0
+    missing = task_run_ids - {str(t.id) for t in tasks}
+    assert not missing, f"{len(missing)} task runs never reached the Prefect server"
     return {
         "flow runs": [r.model_dump_json() for r in runs],
         "task runs": [t.model_dump_json() for t in tasks],

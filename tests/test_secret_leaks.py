@@ -6,6 +6,7 @@ at DEBUG; then every place a token could land is searched for it.
 
 from __future__ import annotations
 
+import base64
 import json
 import traceback
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 from cli.main import app as roster_app
 from connectors.errors import AuthError, ConnectorError
 from connectors.http import build_client, raise_for_status
-from connectors.redact import scrub
+from connectors.redact import Secrets, scrub
 from connectors.scim import ScimConnector
 from directory.config import DEFAULT_MAPPING, ConfigError
 from flows.sync import sync
@@ -152,7 +153,7 @@ def test_no_token_in_logs_artifacts_results_reports_rows_or_exceptions(
     assert any("X-Echo-Authorization', b'Bearer ***'" in line for line in logs.lines)
 
     runs = [r["flow_run_id"] for r in _runs(env) if r["flow_run_id"]]
-    prefect = prefect_records(runs)
+    prefect = prefect_records(runs, logs.task_run_ids)
     actions = env.store.read_actions()
     places: dict[str, list[str]] = {
         "log records": logs.lines,
@@ -225,3 +226,12 @@ def test_errors_from_an_echoing_app_carry_no_authorization_header() -> None:
     assert "'authorization': '[secure]'" in repr(request.headers)
     assert "401 Denied Bearer ***' for url" in "".join(traceback.format_exception(wrapped))
     assert hits(texts, [TOKEN]) == []
+
+
+def test_redaction_covers_base64_forms_and_skips_secrets_too_short_to_redact() -> None:
+    secrets = Secrets()
+    secrets.add("short")  # redacting every "short" would mangle all text: not registered
+    secrets.add(TOKEN)
+    encoded = base64.b64encode(TOKEN.encode()).decode()
+    text = f"short {TOKEN} {encoded} {encoded.rstrip('=')} Bearer {TOKEN}x"
+    assert secrets.redact(text) == "short *** *** *** Bearer ***x"

@@ -133,4 +133,4 @@ def test_a_ca_bundle_without_certificates_is_a_config_error(tmp_path: Path) -> N
         }
     )
     with pytest.raises(ConfigError, match=f"app 'chat': ca_bundle {bundle} is not a PEM file"):
-        build_connector(app, SecretStr("t"), dry_run=True)
+        build_connector(app, SecretStr("token-never-sent"), dry_run=True)
