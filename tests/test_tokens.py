@@ -135,3 +135,30 @@ def test_no_repr_of_config_client_or_connector_shows_the_token(
         connector.close()
     assert [text for text in shown if TOKEN in text] == []
     assert "SecretStr('**********')" in repr(vars(client.auth))
+
+
+def test_offboard_and_provision_go_on_when_one_apps_block_is_gone(
+    make_installation: Callable[..., Installation],
+) -> None:
+    """Secret blocks are not checked before a flow starts, so a deleted one must fail its
+    app only: the person is still deprovisioned everywhere else."""
+    from flows.offboard import offboard
+    from flows.provision import provision_user
+
+    Secret(value=TOKEN).save("roster-offboard-wiki", overwrite=True)
+    env = make_installation(
+        ["chat", "wiki"], wiki={"token_env": None, "token_secret": "roster-offboard-wiki"}
+    )
+    env.import_people(people(3))
+    sync(config_path=env.config_path)
+    Secret.delete("roster-offboard-wiki")
+    gone = "app 'wiki': Prefect Secret block 'roster-offboard-wiki' was not found"
+
+    provisioned = provision_user(user="user0002", config_path=env.config_path)["apps"]
+    assert (provisioned["wiki"]["outcome"], provisioned["wiki"]["error"]) == ("failed", gone)
+    assert provisioned["chat"]["outcome"] != "failed"
+    result = offboard(user="user0001", config_path=env.config_path)["apps"]
+    assert (result["wiki"]["outcome"], result["wiki"]["error"]) == ("failed", gone)
+    assert result["chat"]["outcome"] == "succeeded"
+    assert env.accounts("chat")["user0001"]["active"] is False
+    assert env.accounts("wiki")["user0001"]["active"] is True  # could not be reached
