@@ -157,11 +157,14 @@ def with_retries(failing: Any, retries: Any) -> Any:
 
 
 def _check_config(ctx: typer.Context, app: str | None) -> None:
-    """Fail fast, before Prefect starts, on what the user can fix: config, app name, tokens."""
+    """Fail fast, before Prefect starts, on what the user can fix: config, app name, tokens
+    in the environment (Secret blocks need Prefect: they are read when the app syncs)."""
+    from tasks.tokens import check_env_token
+
     with cli_errors():
         config = get_config(config_path(ctx))
         for selected in [config.app(app)] if app else config.apps:
-            selected.token()
+            check_env_token(selected)
         if not config.apps:
             raise ConfigError("no apps are configured: add them to roster.yaml")
 

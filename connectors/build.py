@@ -3,29 +3,44 @@ HTTP client, the app's rate budget and the connector class together."""
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
+from pydantic import SecretStr
 
 from connectors.base import Connector
 from connectors.http import build_client
 from connectors.ratelimit import RateLimiter
 from connectors.scim import ScimConnector
-from directory.config import AppConfig
+from directory.config import AppConfig, ConfigError
 
 
 def build_connector(
-    app: AppConfig, *, dry_run: bool, transport: httpx.BaseTransport | None = None
+    app: AppConfig,
+    token: SecretStr,
+    *,
+    dry_run: bool,
+    transport: httpx.BaseTransport | None = None,
 ) -> Connector:
-    """A connector for ``app``. ``transport`` replaces the network (tests pass
-    ``InProcessScim.transport()``). The token is read from the environment now."""
-    client = build_client(
-        str(app.base_url),
-        app.token(),
-        timeout=app.timeout,
-        verify_tls=app.verify_tls,
-        concurrency=app.concurrency,
-        app_name=app.name,
-        transport=transport,
-    )
+    """A connector for ``app``, sending ``token`` (``tasks.tokens.resolve_token`` reads
+    it from the app's variable or Secret block). ``transport`` replaces the network
+    (tests pass ``InProcessScim.transport()``)."""
+    try:
+        client = build_client(
+            str(app.base_url),
+            token,
+            timeout=app.timeout,
+            verify_tls=app.tls_verify,
+            ca_bundle=app.ca_bundle,
+            concurrency=app.concurrency,
+            app_name=app.name,
+            transport=transport,
+        )
+    except ssl.SSLError as exc:  # the file exists (the config checked), but holds no CA
+        raise ConfigError(
+            f"app {app.name!r}: ca_bundle {app.ca_bundle} is not a PEM file of CA"
+            f" certificates ({exc.reason or exc})"
+        ) from exc
     # One budget per app, shared by every worker thread; no bursts above the stated rate.
     limiter = RateLimiter(app.rate_limit) if app.rate_limit is not None else None
     try:

@@ -9,9 +9,11 @@
     ├── ConflictError              409: the account (userName, email) already exists
     ├── BadRequestError            400/422 and other 4xx: the app rejects this account's payload
     ├── InvalidResponseError       the app answered something that is not valid SCIM/JSON
+    ├── TLSError                   the app's certificate failed verification; stops the app
     └── DryRunError                a mutating request was attempted in dry-run mode (a bug)
 
-Messages never carry request bodies or headers, so tokens cannot leak through them.
+Messages never carry request bodies or headers, and text the app sent (an error's detail)
+is redacted (``connectors.redact``), so tokens cannot leak through them.
 What each error means for a run (retry, adopt, recreate, record, stop the app) is decided
 in one table: ``tasks.apply.ERROR_POLICY``.
 """
@@ -55,6 +57,11 @@ class BadRequestError(ConnectorError):
 
 class InvalidResponseError(ConnectorError):
     """The app answered, but not with a body Roster can trust (bad JSON, wrong schema)."""
+
+
+class TLSError(ConnectorError):
+    """The app's TLS certificate failed verification (self-signed, unknown CA, wrong host).
+    Retrying cannot help: the app's configuration must name its CA (``ca_bundle``)."""
 
 
 class DryRunError(ConnectorError):

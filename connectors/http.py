@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
+import ssl
 import time
 from collections.abc import Generator
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from connectors.errors import (
     AuthError,
@@ -25,6 +28,7 @@ from connectors.errors import (
     NotFoundError,
     TransientError,
 )
+from connectors.redact import protect, redact
 
 logger = logging.getLogger("roster.connectors.http")
 
@@ -38,14 +42,16 @@ NETWORK_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtoc
 
 
 class BearerAuth(httpx.Auth):
-    """RFC 6750 bearer token. Its repr never shows the token, so neither do logs or
-    tracebacks that print the client."""
+    """RFC 6750 bearer token, held as a ``SecretStr``: its repr never shows the token, so
+    neither do logs or tracebacks that print the client. The token is registered for
+    redaction (``connectors.redact``) in case an app echoes it back."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token
+    def __init__(self, token: str | SecretStr) -> None:
+        self._token = token if isinstance(token, SecretStr) else SecretStr(token)
+        protect(self._token.get_secret_value())
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
         yield request
 
     def __repr__(self) -> str:
@@ -56,22 +62,25 @@ class BearerAuth(httpx.Auth):
 
 def build_client(
     base_url: str,
-    token: str,
+    token: str | SecretStr,
     *,
     timeout: float,
     verify_tls: bool,
     concurrency: int,
+    ca_bundle: str | os.PathLike[str] | None = None,
     app_name: str | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     """A client for one app: one keep-alive connection per worker thread, no more.
 
-    ``transport`` replaces the network (tests pass ``httpx.WSGITransport``); TLS and
-    pool settings then belong to that transport.
+    Certificates are verified against the public CAs, or only against ``ca_bundle``
+    when given; ``verify_tls=False`` turns verification off and says so in a WARNING,
+    once per client. ``transport`` replaces the network (tests pass
+    ``httpx.WSGITransport``); TLS and pool settings then belong to that transport.
     """
     if not verify_tls:
         logger.warning(
-            "TLS certificate verification is disabled for app %s (%s)",
+            "TLS certificate verification is disabled for app %s (%s): tls_verify is false",
             app_name or "?",
             base_url,
         )
@@ -81,10 +90,33 @@ def build_client(
         auth=BearerAuth(token),
         headers={"Accept": ACCEPT},
         timeout=httpx.Timeout(timeout),
-        verify=verify_tls,
+        verify=tls_verification(verify_tls, ca_bundle),
         limits=limits,
         transport=transport,
     )
+
+
+def tls_verification(
+    verify_tls: bool, ca_bundle: str | os.PathLike[str] | None
+) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: True (public CAs), False, or a context trusting only the app's
+    CA file (httpx 0.28 deprecated passing a path)."""
+    if ca_bundle is None or not verify_tls:
+        return verify_tls
+    return ssl.create_default_context(cafile=os.fspath(ca_bundle))
+
+
+def certificate_problem(exc: BaseException) -> str | None:
+    """Why certificate verification failed, when that is what ``exc`` (an httpx
+    ConnectError, caused by httpcore's, caused by ssl's) comes down to; else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "certificate verify failed")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def parse_retry_after(header: str | None, *, now: float | None = None) -> float | None:
@@ -111,11 +143,13 @@ def raise_for_status(
     method: str, path: str, response: httpx.Response, *, reason: str | None = None
 ) -> None:
     """Map a status to connectors.errors: "POST /Users: 409 uniqueness: ...". ``reason``
-    comes from the app's error body; messages never carry request bodies or headers."""
+    comes from the app's error body; messages never carry request bodies or headers, nor
+    a token the app echoed back."""
     status = response.status_code
     if 200 <= status < 300:
         return
-    message = f"{method} {path}: {status} {reason or response.reason_phrase}".rstrip()
+    # The reason phrase is the app's text too, so it is redacted like an error detail.
+    message = redact(f"{method} {path}: {status} {reason or response.reason_phrase}".rstrip())
     if status in (401, 403):
         raise AuthError(message, status=status)
     if status == 404:

@@ -2,7 +2,9 @@
 
 Found through ``--config``, then ``ROSTER_CONFIG``, then ``./roster.yaml``. Every error
 names the file, the key path (``apps[0].base_url``) and what is wrong. Tokens are never
-in the file: an app names the environment variable that holds its token.
+in the file: an app names where its token is, an environment variable (``token_env``) or
+a Prefect Secret block (``token_secret``), and ``tasks.tokens`` reads it when the app's
+connector is built.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     HttpUrl,
     ValidationError,
     field_validator,
@@ -90,6 +94,16 @@ class ConfigError(Exception):
     """A configuration file is missing or invalid. The message says where and why."""
 
 
+class TokenError(ConfigError):
+    """An app's token is missing or unusable. The message names the app and where the
+    token should be (variable or block), never the token itself."""
+
+    def __init__(self, app: str, source: str, problem: str) -> None:
+        super().__init__(f"app {app!r}: {source} {problem}")
+        self.app = app
+        self.source = source
+
+
 class Constant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     constant: str | bool
@@ -110,7 +124,10 @@ class AppConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     connector: Literal["scim"]
     base_url: HttpUrl
-    token_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    #: where the bearer token is: exactly one of an environment variable and a Prefect
+    #: Secret block (Prefect's block names: lowercase letters, digits and dashes)
+    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_secret: str | None = Field(None, pattern=r"^[a-z0-9-]+$", max_length=255)
     #: target attribute path -> directory field, ``{constant: value}``, or null to drop
     #: a default entry. Merged over DEFAULT_MAPPING.
     mapping: dict[str, str | Constant | None] = Field(default_factory=dict)
@@ -126,7 +143,10 @@ class AppConfig(BaseModel):
     rate_limit: float | None = Field(None, gt=0, description="requests per second")
     timeout: float = Field(30.0, gt=0, description="seconds per request")
     max_retries: int = Field(4, ge=0, le=20)
-    verify_tls: bool = True
+    #: TLS certificate verification; ``verify_tls`` is the older spelling
+    tls_verify: bool = Field(True, validation_alias=AliasChoices("tls_verify", "verify_tls"))
+    #: PEM file of the CA certificate(s) to trust for this app instead of the public ones
+    ca_bundle: FilePath | None = None
     safety: Safety | None = None
 
     @field_validator("mapping")
@@ -141,6 +161,21 @@ class AppConfig(BaseModel):
                     f"known fields: {', '.join(DIRECTORY_FIELDS)}"
                 )
         return mapping
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AppConfig:
+        if (self.token_env is None) == (self.token_secret is None):
+            raise ValueError(
+                "set exactly one of token_env (an environment variable) and token_secret"
+                " (a Prefect Secret block) for the bearer token"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ca_bundle_needs_verification(self) -> AppConfig:
+        if self.ca_bundle is not None and not self.tls_verify:
+            raise ValueError("ca_bundle is set but tls_verify is false: keep one")
+        return self
 
     @model_validator(mode="after")
     def _match_on_mapped(self) -> AppConfig:
@@ -162,14 +197,12 @@ class AppConfig(BaseModel):
                 merged[target] = source
         return merged
 
-    def token(self) -> str:
-        """The bearer token, read from the environment at the moment of use."""
-        value = os.environ.get(self.token_env)
-        if not value:
-            raise ConfigError(
-                f"app {self.name!r}: environment variable {self.token_env} is not set"
-            )
-        return value
+    @property
+    def token_source(self) -> str:
+        """Where the token is, for messages: never the token itself."""
+        if self.token_env is not None:
+            return f"environment variable {self.token_env}"
+        return f"Prefect Secret block {self.token_secret!r}"
 
 
 class RosterConfig(BaseModel):

@@ -177,7 +177,7 @@ class AppHealth(Base):
     app: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: consecutive failed runs (for the same reason, until quarantined)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    #: FailureKind: auth, server_error, unreachable
+    #: FailureKind: auth, server_error, unreachable, tls
     reason: Mapped[str | None] = mapped_column(String(24))
     last_error: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
-from directory.config import Action, AppConfig, DeprovisionMode, load_config
+from directory.config import Action, AppConfig, ConfigError, DeprovisionMode, load_config
 from directory.store import Store
 from tasks.apply import ApplyContext, WorkItem
 from tasks.batches import Batch, apply_batch
@@ -48,7 +48,15 @@ def deprovision_in_app(
         return {"action": "none", "outcome": "skipped", "note": "deprovisioning is not enabled"}
     if dry_run:
         return {"action": action.value, "outcome": "planned", "remote_id": remote_id}
-    connector = open_connector(app, dry_run=False)
+    try:
+        connector = open_connector(app, dry_run=False)
+    except ConfigError as exc:  # its token cannot be read: this app fails, the others go on
+        return {
+            "action": action.value,
+            "outcome": "failed",
+            "remote_id": remote_id,
+            "error": str(exc),
+        }
     try:
         item = _work_item(person, remote_id, action)
         ctx = ApplyContext(app=app, connector=connector, rules=PlanRules.for_app(app))

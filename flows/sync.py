@@ -49,6 +49,7 @@ from tasks.health import (
 from tasks.locks import app_lock, lock_holder
 from tasks.progress import ApplyProgress
 from tasks.report import (
+    config_warnings,
     drift_rows,
     publish_report,
     summarize,
@@ -206,7 +207,8 @@ def sync_app(app: AppConfig, run: SyncRun) -> AppRun:
         return AppRun(app, {"status": "locked", "error": str(exc)})
     except (ConnectorError, ConfigError) as exc:
         get_run_logger().error("app %s: %s", app.name, exc)
-        app_run, failure = AppRun(app, {"status": "failed", "error": str(exc)}), exc
+        result = {"status": "failed", "error": str(exc), "notes": config_warnings(app)}
+        app_run, failure = AppRun(app, result), exc
     if not run.dry_run:
         record_health(run.store, health, failure, app_run.result, run.now, run.policy)
     return app_run
@@ -280,7 +282,9 @@ def report_app(
         )
     summary = summarize(plan, dry_run=run.dry_run)
     summary["waiting"] = len(planned.waiting)
-    notes = _notes(app.name, planned, summary, app_run.extract_errors, stopped, decision)
+    notes = config_warnings(app) + _notes(
+        app.name, planned, summary, app_run.extract_errors, stopped, decision
+    )
     rows = drift_rows(app.name, plan) + unreadable_rows(app.name, planned.set_aside)
     rows = _decided(with_next_attempts(rows, plan, next_attempts), decision)
     summary["failed"] += len(planned.set_aside)

@@ -33,6 +33,7 @@ from connectors.errors import (
     DryRunError,
     InvalidResponseError,
     NotFoundError,
+    TLSError,
     TransientError,
 )
 from directory.config import Action, AppConfig, MissingPolicy
@@ -56,6 +57,7 @@ ERROR_POLICY: dict[type[ConnectorError], Disposition] = {
     InvalidResponseError: Disposition.RECORD,
     AuthError: Disposition.STOP_APP,
     DryRunError: Disposition.STOP_APP,
+    TLSError: Disposition.STOP_APP,
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.errors import AuthError, ConnectorError, TransientError
+from connectors.errors import AuthError, ConnectorError, TLSError, TransientError
 from directory.health import AppHealth
 
 
@@ -33,12 +33,14 @@ class FailureKind(StrEnum):
     AUTH = "auth"  # 401/403: the app refuses Roster's credentials
     SERVER_ERROR = "server_error"  # the app answers 5xx even after retries
     UNREACHABLE = "unreachable"  # connection refused, DNS, timeouts
+    TLS = "tls"  # the app's certificate fails verification
 
 
 REASON_TEXT: dict[str, str] = {
     FailureKind.AUTH: "authentication refused",
     FailureKind.SERVER_ERROR: "the app answers with server errors (5xx)",
     FailureKind.UNREACHABLE: "the app is unreachable",
+    FailureKind.TLS: "the app's TLS certificate is not trusted",
 }
 
 
@@ -65,6 +67,8 @@ def classify_failure(exc: BaseException | None) -> FailureKind | None:
         seen.add(id(exc))
         if isinstance(exc, AuthError):
             return FailureKind.AUTH
+        if isinstance(exc, TLSError):
+            return FailureKind.TLS
         if isinstance(exc, TransientError):
             return FailureKind.UNREACHABLE if exc.status is None else FailureKind.SERVER_ERROR
         if isinstance(exc, ConnectorError):

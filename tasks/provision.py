@@ -35,7 +35,7 @@ from prefect.utilities.annotations import quote
 
 from connectors.base import Account, Connector
 from connectors.errors import ConflictError, ConnectorError, NotFoundError
-from directory.config import DIRECTORY_FIELDS, AppConfig
+from directory.config import DIRECTORY_FIELDS, AppConfig, ConfigError
 from directory.errors import AppLockedError, UserNotFoundError
 from directory.store import Store
 from tasks.apply import ApplyContext
@@ -281,7 +281,11 @@ def provision_in_app(
     steps = AppSteps(app.name)
     steps.in_scope, steps.scope = scope_of(person, app.name)
     rules = PlanRules.for_app(app)
-    connector = open_connector(app, dry_run=dry_run)
+    try:
+        connector = open_connector(app, dry_run=dry_run)
+    except ConfigError as exc:  # its token cannot be read: this app fails, the others go on
+        steps.outcome, steps.error = "failed", str(exc)
+        return steps.as_dict()
     lock: AbstractContextManager[Any] = (
         nullcontext()
         if dry_run

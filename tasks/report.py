@@ -14,6 +14,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from directory.config import AppConfig
 from tasks.plan import PlannedAction, Situation
 
 SUMMARY_KEYS = (
@@ -74,6 +75,16 @@ def summarize(plan: pd.DataFrame, *, dry_run: bool) -> dict[str, int]:
         "held": held,
     }
     return {key: int(mask.sum()) for key, mask in counts.items()}
+
+
+def config_warnings(app: AppConfig) -> list[str]:
+    """Settings a person should be reminded of on every report."""
+    if app.tls_verify:
+        return []
+    return [
+        "warning: TLS certificate verification is off (tls_verify: false); anyone on the"
+        " network path can pose as this app and read its token"
+    ]
 
 
 def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:

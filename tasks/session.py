@@ -9,6 +9,7 @@ from connectors.base import Connector
 from connectors.build import build_connector
 from directory.config import AppConfig, RosterConfig
 from directory.store import Store, resolve_database_url
+from tasks.tokens import resolve_token
 
 #: Tests and benchmarks route apps to in-process servers; None means real sockets.
 TRANSPORTS: dict[str, httpx.BaseTransport] = {}
@@ -19,7 +20,9 @@ def open_store(config: RosterConfig) -> Store:
 
 
 def open_connector(app: AppConfig, *, dry_run: bool) -> Connector:
-    return build_connector(app, dry_run=dry_run, transport=TRANSPORTS.get(app.name))
+    """The app's connector, with its token read now from its variable or Secret block."""
+    token = resolve_token(app)
+    return build_connector(app, token, dry_run=dry_run, transport=TRANSPORTS.get(app.name))
 
 
 def current_flow_run_id() -> str | None:

@@ -42,7 +42,8 @@ def test_minimal_config_gets_sensible_defaults(tmp_path: Path) -> None:
     assert app.match_on == ["userName", 'emails[type eq "work"].value']
     assert app.actions == {Action.CREATE, Action.UPDATE, Action.DEACTIVATE}
     assert app.deprovision is DeprovisionMode.DEACTIVATE
-    assert (app.page_size, app.concurrency, app.rate_limit, app.verify_tls) == (500, 4, None, True)
+    assert (app.page_size, app.concurrency, app.rate_limit, app.tls_verify) == (500, 4, None, True)
+    assert (app.token_env, app.token_secret, app.ca_bundle) == ("CHAT_TOKEN", None, None)
 
 
 def test_mapping_merges_over_defaults_and_null_drops_an_entry(tmp_path: Path) -> None:
@@ -73,6 +74,17 @@ def test_mapping_merges_over_defaults_and_null_drops_an_entry(tmp_path: Path) ->
         ("    mapping: {title: shoe_size}\n", "unknown directory field 'shoe_size'"),
         ("    match_on: [nickName]\n", "match_on names unmapped attributes: nickName"),
         ("    deprovision: delete\n", "deprovision: delete needs 'delete' in actions"),
+        (
+            "    token_secret: chat-token\n",
+            "apps[0]: Value error, set exactly one of token_env (an environment variable)"
+            " and token_secret (a Prefect Secret block)",
+        ),
+        ("    token_secret: Chat_Token\n", "apps[0].token_secret: String should match pattern"),
+        ("    tls_verify: maybe\n", "apps[0].tls_verify: Input should be a valid boolean"),
+        (
+            "    ca_bundle: /nonexistent/ca.pem\n",
+            "apps[0].ca_bundle: Path does not point to a file",
+        ),
     ],
 )
 def test_errors_name_the_file_the_key_path_and_the_problem(
@@ -99,7 +111,7 @@ def test_missing_required_key_and_duplicate_names(tmp_path: Path) -> None:
         "    base_url: http://y/v2\n",
     )
     message = error_of(path)
-    assert "apps[1].token_env: Field required" in message
+    assert "apps[1]: Value error, set exactly one of token_env" in message
     path = write(tmp_path, MINIMAL + MINIMAL.replace("apps:\n", ""))
     assert "app names must be unique: chat" in error_of(path)
 
@@ -124,13 +136,19 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     assert "configuration file not found" in error_of(missing)
 
 
-def test_token_comes_from_the_environment_and_a_missing_one_is_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = load_config(write(tmp_path, MINIMAL)).apps[0]
-    monkeypatch.delenv("CHAT_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="environment variable CHAT_TOKEN is not set"):
-        app.token()
-    monkeypatch.setenv("CHAT_TOKEN", "s3cret")
-    assert app.token() == "s3cret"
-    assert "s3cret" not in repr(app)
+def test_token_secret_and_tls_settings_are_read(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read by the configuration", encoding="utf-8")
+    text = MINIMAL.replace("token_env: CHAT_TOKEN", "token_secret: chat-token")
+    app = load_config(write(tmp_path, text + f"    ca_bundle: {ca}\n")).apps[0]
+    assert (app.token_env, app.token_secret, app.token_source) == (
+        None,
+        "chat-token",
+        "Prefect Secret block 'chat-token'",
+    )
+    assert (app.tls_verify, app.ca_bundle) == (True, ca)
+    off = load_config(write(tmp_path, MINIMAL + "    tls_verify: false\n")).apps[0]
+    older = load_config(write(tmp_path, MINIMAL + "    verify_tls: false\n")).apps[0]
+    assert off.tls_verify is older.tls_verify is False
+    both = write(tmp_path, MINIMAL + f"    tls_verify: false\n    ca_bundle: {ca}\n")
+    assert "apps[0]: Value error, ca_bundle is set but tls_verify is false" in error_of(both)

@@ -23,6 +23,7 @@ from connectors.errors import (
 from connectors.http import build_client
 from connectors.scim import ScimConnector
 from directory.config import DEFAULT_MAPPING, ENTERPRISE, WORK_EMAIL, AppConfig, UpdateMethod
+from tasks.tokens import resolve_token
 from tests.scim_apps import TOKEN, InProcessScim
 
 PATHS = list(DEFAULT_MAPPING)
@@ -360,7 +361,7 @@ def test_build_connector_from_app_config(
             "verify_tls": False,
         }
     )
-    connector = build_connector(app, dry_run=False, transport=scim.transport())
+    connector = build_connector(app, resolve_token(app), dry_run=False, transport=scim.transport())
     account = connector.create_account({"userName": "built", "title": "ignored"})
     assert account.attributes == dict.fromkeys(app.effective_mapping) | {"userName": "built"}
     assert connector.find_account("userName", "built") == account

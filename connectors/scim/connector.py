@@ -44,10 +44,18 @@ from connectors.errors import (
     DryRunError,
     InvalidResponseError,
     NotFoundError,
+    TLSError,
     TransientError,
 )
-from connectors.http import NETWORK_ERRORS, is_retryable, raise_for_status, read_json
+from connectors.http import (
+    NETWORK_ERRORS,
+    certificate_problem,
+    is_retryable,
+    raise_for_status,
+    read_json,
+)
 from connectors.ratelimit import RateLimiter
+from connectors.redact import redact, scrub
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
     USER_MODEL,
@@ -336,9 +344,9 @@ class ScimConnector:
                 try:
                     response = self._client.request(method, path, params=params, json=json)
                 except NETWORK_ERRORS as exc:
-                    raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+                    raise _network_error(method, path, exc) from exc
                 except httpx.HTTPError as exc:
-                    raise ConnectorError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+                    raise ConnectorError(_describe(method, path, exc)) from exc
                 logger.debug("%s %s -> %s", method, path, response.status_code)
                 _check(method, path, response)
                 return response
@@ -357,6 +365,24 @@ class ScimConnector:
         logger.info("app %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, wait)
 
 
+def _network_error(method: str, path: str, exc: httpx.HTTPError) -> ConnectorError:
+    """A failed certificate check stops the app (retrying cannot fix it); any other
+    network failure is transient."""
+    problem = certificate_problem(scrub(exc))
+    if problem is not None:
+        return TLSError(
+            f"{method} {path}: TLS certificate verification failed ({problem});"
+            " for an app with a private CA, set its ca_bundle"
+        )
+    return TransientError(_describe(method, path, exc))
+
+
+def _describe(method: str, path: str, exc: httpx.HTTPError) -> str:
+    """httpx quotes wire data in some messages (h11: an illegal header line), and the
+    error raised from ``exc`` keeps it as its cause: both are redacted."""
+    return f"{method} {path}: {type(exc).__name__}: {scrub(exc)}"
+
+
 def _check(method: str, path: str, response: httpx.Response) -> None:
     """connectors.http.raise_for_status, with the SCIM error body (RFC 7644 §3.12) as the
     reason and ``noTarget`` told apart."""
@@ -370,12 +396,14 @@ def _check(method: str, path: str, response: httpx.Response) -> None:
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The app's own words, redacted before they are cut short (an app may quote the
+    request, Authorization header included)."""
     try:
         error = Error.model_validate(response.json(), scim_policy=READ_POLICY)
     except (ValueError, ValidationError):
         return None, None
-    detail = error.detail[:200] if error.detail else None
-    return error.scim_type, detail
+    detail = redact(error.detail)[:200] if error.detail else None
+    return (redact(error.scim_type) if error.scim_type else None), detail
 
 
 def _validate(model: type[M], where: str, raw: Any, context: Context) -> M:
