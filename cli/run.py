@@ -17,8 +17,9 @@ from rich.table import Table
 
 from cli.context import cli_errors, config_path, get_config, open_store
 from cli.progress import apply_progress
+from connectors.build import check_mapping
 from connectors.errors import ConnectorError
-from directory.config import ConfigError
+from directory.config import ConfigError, find_config_path
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
@@ -163,8 +164,10 @@ def _check_config(ctx: typer.Context, app: str | None) -> None:
 
     with cli_errors():
         config = get_config(config_path(ctx))
+        source = find_config_path(config_path(ctx))
         for selected in [config.app(app)] if app else config.apps:
             check_env_token(selected)
+            check_mapping(selected, f"{source}: apps[{config.apps.index(selected)}].mapping")
         if not config.apps:
             raise ConfigError("no apps are configured: add them to roster.yaml")
 

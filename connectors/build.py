@@ -12,7 +12,18 @@ from connectors.base import Connector
 from connectors.http import build_client
 from connectors.ratelimit import RateLimiter
 from connectors.scim import ScimConnector
+from connectors.scim.paths import check_paths
 from directory.config import AppConfig, ConfigError
+
+
+def check_mapping(app: AppConfig, where: str | None = None) -> None:
+    """The app's mapping against its connector's schema, so a typo is a ConfigError before
+    anything starts, never a crash in the middle of a run. ``where`` names the key
+    (``roster.yaml: apps[0].mapping``)."""
+    try:
+        check_paths(app.effective_mapping)
+    except ValueError as exc:
+        raise ConfigError(f"{where or f'app {app.name!r}: mapping'}: {exc}") from None
 
 
 def build_connector(
@@ -25,6 +36,7 @@ def build_connector(
     """A connector for ``app``, sending ``token`` (``tasks.tokens.resolve_token`` reads
     it from the app's variable or Secret block). ``transport`` replaces the network
     (tests pass ``InProcessScim.transport()``)."""
+    check_mapping(app)
     try:
         client = build_client(
             str(app.base_url),
@@ -55,5 +67,5 @@ def build_connector(
             max_retries=app.max_retries,
         )
     except Exception:
-        client.close()  # a mapping path the User schema lacks: do not leak the pool
+        client.close()  # do not leak the pool
         raise

@@ -26,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 WORK_EMAIL = 'emails[type eq "work"].value'
@@ -90,6 +92,14 @@ class UpdateMethod(StrEnum):
     PUT = "put"
 
 
+#: a message lists this many problems; a file of 10,000 bad entries is one bad file
+MAX_ERRORS = 20
+#: keys longer than this are shortened in messages
+MAX_KEY = 60
+#: pydantic's names for the branches of ``str | Constant | None`` and ``str | bool``
+UNION_LABELS = frozenset({"str", "bool", "Constant", "constrained-str"})
+
+
 class ConfigError(Exception):
     """A configuration file is missing or invalid. The message says where and why."""
 
@@ -123,6 +133,7 @@ class AppConfig(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     connector: Literal["scim"]
+    #: no user:password@ part: credentials live in the environment (``token_env``)
     base_url: HttpUrl
     #: where the bearer token is: exactly one of an environment variable and a Prefect
     #: Secret block (Prefect's block names: lowercase letters, digits and dashes)
@@ -140,14 +151,26 @@ class AppConfig(BaseModel):
     update_method: UpdateMethod = UpdateMethod.AUTO
     page_size: int = Field(500, ge=1, le=10_000)
     concurrency: int = Field(4, ge=1, le=64)
-    rate_limit: float | None = Field(None, gt=0, description="requests per second")
-    timeout: float = Field(30.0, gt=0, description="seconds per request")
+    rate_limit: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="requests per second"
+    )
+    timeout: float = Field(30.0, gt=0, allow_inf_nan=False, description="seconds per request")
     max_retries: int = Field(4, ge=0, le=20)
     #: TLS certificate verification; ``verify_tls`` is the older spelling
     tls_verify: bool = Field(True, validation_alias=AliasChoices("tls_verify", "verify_tls"))
     #: PEM file of the CA certificate(s) to trust for this app instead of the public ones
     ca_bundle: FilePath | None = None
     safety: Safety | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, url: HttpUrl) -> HttpUrl:
+        if url.username or url.password:
+            raise ValueError(
+                "must not contain a user name or password: put the token in the "
+                "environment variable that token_env names"
+            )
+        return url
 
     @field_validator("mapping")
     @classmethod
@@ -212,6 +235,24 @@ class RosterConfig(BaseModel):
     safety: Safety = Field(default_factory=lambda: Safety.model_validate({}))
     apps: list[AppConfig] = Field(default_factory=list)
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str | None) -> str | None:
+        """Only SQLite and PostgreSQL; the message never repeats the URL (it may hold a
+        password)."""
+        if url is None:
+            return url
+        try:
+            backend = make_url(url).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL (e.g. sqlite:////var/lib/roster.db or "
+                "postgresql+psycopg://user@host/roster)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
+        return url
+
     @field_validator("apps")
     @classmethod
     def _unique_names(cls, apps: list[AppConfig]) -> list[AppConfig]:
@@ -249,11 +290,44 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> RosterConfig:
         return RosterConfig()
     if not path.exists():
         raise ConfigError(f"{path}: configuration file not found")
+    raw = read_yaml(path)
+    return parse_config(raw if raw is not None else {}, source=str(path))
+
+
+def read_yaml(path: Path) -> Any:
+    """The file's one YAML document; every way a file can be unreadable is a ConfigError
+    naming the file and, where YAML knows it, the line. PyYAML reads the bytes itself:
+    UTF-8, or UTF-16 with a BOM, as the YAML spec allows."""
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(data)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "unreadable"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"{path}: {_reader_problem(data, exc)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(raw if raw is not None else {}, source=str(path))
+    except ValueError as exc:  # a date like 2024-13-45, an integer of 5,000 digits
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).split(';')[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+
+
+def _reader_problem(data: bytes, exc: yaml.reader.ReaderError) -> str:
+    """ReaderError counts bytes when decoding failed, characters otherwise."""
+    if exc.encoding == "unicode":
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+        text = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
+        line = text[: exc.position].count("\n") + 1
+        return f"line {line}: character {exc.character:#06x} is not allowed in YAML"
+    line = data[: exc.position].count(b"\n") + 1
+    return f"line {line}: not {exc.encoding} text ({exc.reason}); save the file as UTF-8"
 
 
 def parse_config(raw: Any, source: str = "<config>") -> RosterConfig:
@@ -264,9 +338,12 @@ def parse_config(raw: Any, source: str = "<config>") -> RosterConfig:
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
+    errors = exc.errors(include_input=False, include_url=False)
     lines = [f"{source}: invalid configuration"]
-    for error in exc.errors():
+    for error in errors[:MAX_ERRORS]:
         lines.append(f"  {_key_path(error['loc'])}: {error['msg']}")
+    if len(errors) > MAX_ERRORS:
+        lines.append(f"  ... and {len(errors) - MAX_ERRORS} more")
     return "\n".join(lines)
 
 
@@ -275,8 +352,11 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in {"str", "Constant", "constrained-str"} or part.startswith("function-"):
+        elif part in UNION_LABELS or part.startswith("function-"):
             continue  # pydantic's union-branch labels, not keys the user wrote
+        elif part == "[key]":
+            path += " (the key)"  # the key itself is wrong, not its value
         else:
-            path += f".{part}" if path else str(part)
+            part = part if len(part) <= MAX_KEY else part[: MAX_KEY - 1] + "…"
+            path += f".{part}" if path else part
     return path or "(top level)"

@@ -19,6 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from directory.errors import DirectoryError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: any constant; serialises concurrent first-time upgrades of one PostgreSQL database
 _PG_MIGRATION_LOCK = 7_265_430_115
@@ -38,8 +40,18 @@ def resolve_database_url(config_url: str | None) -> str:
 
 def create_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys on, which it leaves off by default,
-    so ON DELETE CASCADE and membership references hold there as they do on PostgreSQL."""
-    engine = sa.create_engine(url)
+    so ON DELETE CASCADE and membership references hold there as they do on PostgreSQL.
+    A URL SQLAlchemy cannot use is a DirectoryError that never repeats the URL, which may
+    hold a password."""
+    try:
+        engine = sa.create_engine(url)
+    except ImportError as exc:  # mysql://, postgresql+psycopg2://: a driver not installed
+        raise DirectoryError(
+            f"database URL: the driver {exc.name or ''} is not installed; "
+            "use sqlite:/// or postgresql+psycopg://"
+        ) from None
+    except ValueError:  # e.g. a port that is not a number
+        raise DirectoryError("database URL: cannot be parsed") from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -6,11 +6,31 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
 
 from tests.scim_apps import TOKEN, InProcessScim
 from tests.sync_env import Installation, route_to
 
 POSTGRES_URL_ENV = "ROSTER_TEST_POSTGRES_URL"
+
+# Property tests (the *_fuzz.py files): a fixed seed and no example database, so CI runs
+# the same examples every time and in well under a minute. HYPOTHESIS_PROFILE=deep
+# explores for real, with new examples each run: use it after changing a parser.
+settings.register_profile(
+    "roster",
+    max_examples=40,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "deep",
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "roster"))
 
 
 @pytest.fixture
