@@ -321,9 +321,10 @@ def test_a_connector_is_never_built_from_a_mapping_the_app_schema_lacks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Inside a sync this is a ConfigError, which fails the one app, not the whole run."""
+    from pydantic import SecretStr
+
     from connectors.build import build_connector
 
-    monkeypatch.setenv("CHAT_TOKEN", "t")
     app = AppConfig.model_validate(APP | {"mapping": {"name.nickName": "given_name"}})
     with pytest.raises(ConfigError, match=r"app 'chat': mapping: unsupported attribute paths"):
-        build_connector(app, dry_run=True)
+        build_connector(app, SecretStr("a-test-token"), dry_run=True)
