@@ -165,9 +165,10 @@ def _check_config(ctx: typer.Context, app: str | None) -> None:
     with cli_errors():
         config = get_config(config_path(ctx))
         source = find_config_path(config_path(ctx))
+        names = [a.name for a in config.apps]
         for selected in [config.app(app)] if app else config.apps:
             check_env_token(selected)
-            check_mapping(selected, f"{source}: apps[{config.apps.index(selected)}].mapping")
+            check_mapping(selected, f"{source}: apps[{names.index(selected.name)}].mapping")
         if not config.apps:
             raise ConfigError("no apps are configured: add them to roster.yaml")
 

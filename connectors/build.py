@@ -1,9 +1,10 @@
-"""From an app's configuration to a ready connector: the one place that wires the
-HTTP client, the app's rate budget and the connector class together."""
+"""From an app's configuration to a ready connector: the one place that wires clients,
+the app's rate budget and the connector classes together, one builder per kind."""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 import httpx
 from pydantic import SecretStr
@@ -13,13 +14,15 @@ from connectors.http import build_client
 from connectors.ratelimit import RateLimiter
 from connectors.scim import ScimConnector
 from connectors.scim.paths import check_paths
-from directory.config import AppConfig, ConfigError
+from directory.config import AppConfig, ConfigError, HttpAppConfig, ScimAppConfig
 
 
 def check_mapping(app: AppConfig, where: str | None = None) -> None:
     """The app's mapping against its connector's schema, so a typo is a ConfigError before
     anything starts, never a crash in the middle of a run. ``where`` names the key
     (``roster.yaml: apps[0].mapping``)."""
+    if not isinstance(app, ScimAppConfig):
+        return
     try:
         check_paths(app.effective_mapping)
     except ValueError as exc:
@@ -28,17 +31,27 @@ def check_mapping(app: AppConfig, where: str | None = None) -> None:
 
 def build_connector(
     app: AppConfig,
-    token: SecretStr,
+    token: SecretStr | None,
     *,
     dry_run: bool,
     transport: httpx.BaseTransport | None = None,
 ) -> Connector:
-    """A connector for ``app``, sending ``token`` (``tasks.tokens.resolve_token`` reads
-    it from the app's variable or Secret block). ``transport`` replaces the network
-    (tests pass ``InProcessScim.transport()``)."""
+    """A connector for ``app``, using ``token`` (``tasks.tokens.resolve_token`` reads it
+    from the app's variable or Secret block; None for an app configured without one).
+    ``transport`` replaces the network of HTTP apps (tests pass an in-process server)."""
     check_mapping(app)
+    builder = BUILDERS.get(type(app))
+    if builder is None:
+        raise ConfigError(f"app {app.name!r}: no connector for kind {app.connector!r}")
+    return builder(app, token, dry_run, transport)
+
+
+def http_client(
+    app: HttpAppConfig, token: SecretStr | None, transport: httpx.BaseTransport | None
+) -> httpx.Client:
+    """The app's HTTP client: its TLS settings, timeout, pool size and bearer token."""
     try:
-        client = build_client(
+        return build_client(
             str(app.base_url),
             token,
             timeout=app.timeout,
@@ -53,8 +66,21 @@ def build_connector(
             f"app {app.name!r}: ca_bundle {app.ca_bundle} is not a PEM file of CA"
             f" certificates ({exc.reason or exc})"
         ) from exc
-    # One budget per app, shared by every worker thread; no bursts above the stated rate.
-    limiter = RateLimiter(app.rate_limit) if app.rate_limit is not None else None
+
+
+def rate_limiter(app: AppConfig) -> RateLimiter | None:
+    """One budget per app, shared by every worker thread; no bursts above the stated rate."""
+    return RateLimiter(app.rate_limit) if app.rate_limit is not None else None
+
+
+def _scim(
+    app: AppConfig,
+    token: SecretStr | None,
+    dry_run: bool,
+    transport: httpx.BaseTransport | None,
+) -> Connector:
+    assert isinstance(app, ScimAppConfig)
+    client = http_client(app, token, transport)
     try:
         return ScimConnector(
             app.name,
@@ -63,9 +89,14 @@ def build_connector(
             page_size=app.page_size,
             update_method=app.update_method,
             dry_run=dry_run,
-            rate_limiter=limiter,
+            rate_limiter=rate_limiter(app),
             max_retries=app.max_retries,
         )
     except Exception:
         client.close()  # do not leak the pool
         raise
+
+
+Builder = Callable[[AppConfig, SecretStr | None, bool, httpx.BaseTransport | None], Connector]
+#: each kind's builder; a new kind adds its own
+BUILDERS: dict[type[AppConfig], Builder] = {ScimAppConfig: _scim}

@@ -62,7 +62,7 @@ class BearerAuth(httpx.Auth):
 
 def build_client(
     base_url: str,
-    token: str | SecretStr,
+    token: str | SecretStr | None,
     *,
     timeout: float,
     verify_tls: bool,
@@ -77,6 +77,7 @@ def build_client(
     when given; ``verify_tls=False`` turns verification off and says so in a WARNING,
     once per client. ``transport`` replaces the network (tests pass
     ``httpx.WSGITransport``); TLS and pool settings then belong to that transport.
+    Without ``token`` no Authorization header is sent (the caller sets its own auth).
     """
     if not verify_tls:
         logger.warning(
@@ -87,7 +88,7 @@ def build_client(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.Client(
         base_url=base_url,
-        auth=BearerAuth(token),
+        auth=BearerAuth(token) if token is not None else None,
         headers={"Accept": ACCEPT},
         timeout=httpx.Timeout(timeout),
         verify=tls_verification(verify_tls, ca_bundle),

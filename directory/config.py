@@ -10,87 +10,55 @@ connector is built.
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    FilePath,
-    HttpUrl,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-WORK_EMAIL = 'emails[type eq "work"].value'
-
-#: Directory fields a mapping may read. ``manager`` is a reference: it resolves to the
-#: manager's account id in the same app.
-DIRECTORY_FIELDS = (
-    "user_id",
-    "user_name",
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "active",
+from directory.appbase import (
+    DEFAULT_MAPPING,
+    DIRECTORY_FIELDS,
+    ENTERPRISE,
+    REFERENCE_FIELDS,
+    WORK_EMAIL,
+    Action,
+    AppConfig,
+    ConfigError,
+    Constant,
+    DeprovisionMode,
+    HttpAppConfig,
+    MissingPolicy,
+    Safety,
+    TokenError,
+    UpdateMethod,
 )
-REFERENCE_FIELDS = frozenset({"manager"})
+from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, ScimAppConfig
 
-#: RFC 7643 §4.1 core User plus §4.3 enterprise extension.
-DEFAULT_MAPPING: dict[str, str] = {
-    "userName": "user_name",
-    "externalId": "user_id",
-    "name.givenName": "given_name",
-    "name.familyName": "family_name",
-    "displayName": "display_name",
-    WORK_EMAIL: "email",
-    "title": "title",
-    "active": "active",
-    f"{ENTERPRISE}:department": "department",
-    f"{ENTERPRISE}:employeeNumber": "employee_number",
-    f"{ENTERPRISE}:manager.value": "manager",
-}
-
-
-class Action(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    DEACTIVATE = "deactivate"
-    DELETE = "delete"
-
-
-class DeprovisionMode(StrEnum):
-    DEACTIVATE = "deactivate"
-    DELETE = "delete"
-
-
-class MissingPolicy(StrEnum):
-    """What to do when a linked account is gone from the app (404 on update)."""
-
-    RECREATE = "recreate"
-    REPORT = "report"
-
-
-class UpdateMethod(StrEnum):
-    """RFC 7644 §3.5: PATCH is optional; ``auto`` reads /ServiceProviderConfig."""
-
-    AUTO = "auto"
-    PATCH = "patch"
-    PUT = "put"
-
+__all__ = [
+    "DEFAULT_MAPPING",
+    "DIRECTORY_FIELDS",
+    "ENTERPRISE",
+    "REFERENCE_FIELDS",
+    "WORK_EMAIL",
+    "Action",
+    "AnyAppConfig",
+    "AppConfig",
+    "ConfigError",
+    "Constant",
+    "DeprovisionMode",
+    "HttpAppConfig",
+    "MissingPolicy",
+    "RosterConfig",
+    "Safety",
+    "ScimAppConfig",
+    "TokenError",
+    "UpdateMethod",
+    "load_config",
+    "parse_config",
+]
 
 #: a message lists this many problems; a file of 10,000 bad entries is one bad file
 MAX_ERRORS = 20
@@ -100,140 +68,12 @@ MAX_KEY = 60
 UNION_LABELS = frozenset({"str", "bool", "Constant", "constrained-str"})
 
 
-class ConfigError(Exception):
-    """A configuration file is missing or invalid. The message says where and why."""
-
-
-class TokenError(ConfigError):
-    """An app's token is missing or unusable. The message names the app and where the
-    token should be (variable or block), never the token itself."""
-
-    def __init__(self, app: str, source: str, problem: str) -> None:
-        super().__init__(f"app {app!r}: {source} {problem}")
-        self.app = app
-        self.source = source
-
-
-class Constant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    constant: str | bool
-
-
-class Safety(BaseModel):
-    """The hold on destructive actions: more than ``max_deprovision_share`` of an app's
-    linked accounts, and more than ``min_deprovision_count`` of them, is held for review."""
-
-    model_config = ConfigDict(extra="forbid")
-    max_deprovision_share: float = Field(0.2, ge=0, le=1)
-    min_deprovision_count: int = Field(10, ge=0)
-
-
-class AppConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
-    connector: Literal["scim"]
-    #: no user:password@ part: credentials live in the environment (``token_env``)
-    base_url: HttpUrl
-    #: where the bearer token is: exactly one of an environment variable and a Prefect
-    #: Secret block (Prefect's block names: lowercase letters, digits and dashes)
-    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    token_secret: str | None = Field(None, pattern=r"^[a-z0-9-]+$", max_length=255)
-    #: target attribute path -> directory field, ``{constant: value}``, or null to drop
-    #: a default entry. Merged over DEFAULT_MAPPING.
-    mapping: dict[str, str | Constant | None] = Field(default_factory=dict)
-    match_on: list[str] = Field(default_factory=lambda: ["userName", WORK_EMAIL])
-    actions: set[Action] = Field(
-        default_factory=lambda: {Action.CREATE, Action.UPDATE, Action.DEACTIVATE}
-    )
-    deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
-    on_missing: MissingPolicy = MissingPolicy.RECREATE
-    update_method: UpdateMethod = UpdateMethod.AUTO
-    page_size: int = Field(500, ge=1, le=10_000)
-    concurrency: int = Field(4, ge=1, le=64)
-    rate_limit: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="requests per second"
-    )
-    timeout: float = Field(30.0, gt=0, allow_inf_nan=False, description="seconds per request")
-    max_retries: int = Field(4, ge=0, le=20)
-    #: TLS certificate verification; ``verify_tls`` is the older spelling
-    tls_verify: bool = Field(True, validation_alias=AliasChoices("tls_verify", "verify_tls"))
-    #: PEM file of the CA certificate(s) to trust for this app instead of the public ones
-    ca_bundle: FilePath | None = None
-    safety: Safety | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _no_credentials(cls, url: HttpUrl) -> HttpUrl:
-        if url.username or url.password:
-            raise ValueError(
-                "must not contain a user name or password: put the token in the "
-                "environment variable that token_env names"
-            )
-        return url
-
-    @field_validator("mapping")
-    @classmethod
-    def _known_fields(
-        cls, mapping: dict[str, str | Constant | None]
-    ) -> dict[str, str | Constant | None]:
-        for target, source in mapping.items():
-            if isinstance(source, str) and source not in DIRECTORY_FIELDS:
-                raise ValueError(
-                    f"{target!r} maps from unknown directory field {source!r}; "
-                    f"known fields: {', '.join(DIRECTORY_FIELDS)}"
-                )
-        return mapping
-
-    @model_validator(mode="after")
-    def _one_token_source(self) -> AppConfig:
-        if (self.token_env is None) == (self.token_secret is None):
-            raise ValueError(
-                "set exactly one of token_env (an environment variable) and token_secret"
-                " (a Prefect Secret block) for the bearer token"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _ca_bundle_needs_verification(self) -> AppConfig:
-        if self.ca_bundle is not None and not self.tls_verify:
-            raise ValueError("ca_bundle is set but tls_verify is false: keep one")
-        return self
-
-    @model_validator(mode="after")
-    def _match_on_mapped(self) -> AppConfig:
-        missing = [path for path in self.match_on if path not in self.effective_mapping]
-        if missing:
-            raise ValueError(f"match_on names unmapped attributes: {', '.join(missing)}")
-        if self.deprovision is DeprovisionMode.DELETE and Action.DELETE not in self.actions:
-            raise ValueError("deprovision: delete needs 'delete' in actions")
-        return self
-
-    @property
-    def effective_mapping(self) -> dict[str, str | Constant]:
-        """DEFAULT_MAPPING with this app's entries merged over it."""
-        merged: dict[str, str | Constant] = dict(DEFAULT_MAPPING)
-        for target, source in self.mapping.items():
-            if source is None:
-                merged.pop(target, None)
-            else:
-                merged[target] = source
-        return merged
-
-    @property
-    def token_source(self) -> str:
-        """Where the token is, for messages: never the token itself."""
-        if self.token_env is not None:
-            return f"environment variable {self.token_env}"
-        return f"Prefect Secret block {self.token_secret!r}"
-
-
 class RosterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database_url: str | None = None
     safety: Safety = Field(default_factory=lambda: Safety.model_validate({}))
-    apps: list[AppConfig] = Field(default_factory=list)
+    apps: list[AnyAppConfig] = Field(default_factory=list)
 
     @field_validator("database_url")
     @classmethod
@@ -255,7 +95,7 @@ class RosterConfig(BaseModel):
 
     @field_validator("apps")
     @classmethod
-    def _unique_names(cls, apps: list[AppConfig]) -> list[AppConfig]:
+    def _unique_names(cls, apps: list[AnyAppConfig]) -> list[AnyAppConfig]:
         names = [app.name for app in apps]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -341,19 +181,32 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     errors = exc.errors(include_input=False, include_url=False)
     lines = [f"{source}: invalid configuration"]
     for error in errors[:MAX_ERRORS]:
-        lines.append(f"  {_key_path(error['loc'])}: {error['msg']}")
+        lines.append(f"  {_key_path(error['loc'])}{_message(error)}")
     if len(errors) > MAX_ERRORS:
         lines.append(f"  ... and {len(errors) - MAX_ERRORS} more")
     return "\n".join(lines)
 
 
+def _message(error: Any) -> str:
+    """The problem after the key path; an unknown or missing ``connector`` lists the kinds."""
+    kinds = ", ".join(sorted(CONNECTOR_KINDS))
+    if error["type"] == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag", "")
+        return f".connector: unknown kind {tag!r}; use one of: {kinds}"
+    if error["type"] == "union_tag_not_found":
+        return f".connector: missing; say which kind of app this is: {kinds}"
+    return f": {error['msg']}"
+
+
 def _key_path(loc: tuple[int | str, ...]) -> str:
     path = ""
-    for part in loc:
+    for at, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
         elif part in UNION_LABELS or part.startswith("function-"):
             continue  # pydantic's union-branch labels, not keys the user wrote
+        elif at == 2 and loc[0] == "apps" and part in CONNECTOR_KINDS:
+            continue  # the app's kind (``connector``), which pydantic puts in the path
         elif part == "[key]":
             path += " (the key)"  # the key itself is wrong, not its value
         else:

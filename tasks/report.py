@@ -14,7 +14,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from directory.config import AppConfig
+from directory.config import AppConfig, HttpAppConfig
 from tasks.plan import PlannedAction, Situation
 
 SUMMARY_KEYS = (
@@ -79,7 +79,7 @@ def summarize(plan: pd.DataFrame, *, dry_run: bool) -> dict[str, int]:
 
 def config_warnings(app: AppConfig) -> list[str]:
     """Settings a person should be reminded of on every report."""
-    if app.tls_verify:
+    if not isinstance(app, HttpAppConfig) or app.tls_verify:
         return []
     return [
         "warning: TLS certificate verification is off (tls_verify: false); anyone on the"

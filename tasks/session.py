@@ -21,7 +21,7 @@ def open_store(config: RosterConfig) -> Store:
 
 def open_connector(app: AppConfig, *, dry_run: bool) -> Connector:
     """The app's connector, with its token read now from its variable or Secret block."""
-    token = resolve_token(app)
+    token = resolve_token(app) if app.has_secret else None
     return build_connector(app, token, dry_run=dry_run, transport=TRANSPORTS.get(app.name))
 
 

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from cli.main import app as roster_app
 from directory.config import (
     UNION_LABELS,
-    AppConfig,
     ConfigError,
     RosterConfig,
+    ScimAppConfig,
     load_config,
     parse_config,
 )
@@ -75,7 +75,7 @@ valid_configs = st.fixed_dictionaries(
     optional={"database_url": st.just("sqlite://")},  # in memory: never a file
 )
 #: keys an app may have; pydantic's union-branch labels are not shown in key paths
-TAKEN_KEYS = set(AppConfig.model_fields) | UNION_LABELS
+TAKEN_KEYS = set(ScimAppConfig.model_fields) | UNION_LABELS
 
 
 @st.composite
@@ -325,6 +325,6 @@ def test_a_connector_is_never_built_from_a_mapping_the_app_schema_lacks(
 
     from connectors.build import build_connector
 
-    app = AppConfig.model_validate(APP | {"mapping": {"name.nickName": "given_name"}})
+    app = ScimAppConfig.model_validate(APP | {"mapping": {"name.nickName": "given_name"}})
     with pytest.raises(ConfigError, match=r"app 'chat': mapping: unsupported attribute paths"):
         build_connector(app, SecretStr("a-test-token"), dry_run=True)

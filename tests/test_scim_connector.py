@@ -22,7 +22,13 @@ from connectors.errors import (
 )
 from connectors.http import build_client
 from connectors.scim import ScimConnector
-from directory.config import DEFAULT_MAPPING, ENTERPRISE, WORK_EMAIL, AppConfig, UpdateMethod
+from directory.config import (
+    DEFAULT_MAPPING,
+    ENTERPRISE,
+    WORK_EMAIL,
+    ScimAppConfig,
+    UpdateMethod,
+)
 from tasks.tokens import resolve_token
 from tests.scim_apps import TOKEN, InProcessScim
 
@@ -350,7 +356,7 @@ def test_build_connector_from_app_config(
     scim: InProcessScim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("ACME_SCIM_TOKEN", scim.token)
-    app = AppConfig.model_validate(
+    app = ScimAppConfig.model_validate(
         {
             "name": "acme",
             "connector": "scim",

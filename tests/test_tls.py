@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.build import build_connector
-from directory.config import AppConfig, ConfigError
+from directory.config import ConfigError, ScimAppConfig
 from flows.sync import sync
 from tasks import session
 from tests.scim_apps import InProcessScim
@@ -123,7 +123,7 @@ def test_tls_verify_false_syncs_and_warns_once_in_the_log_report_and_cli(
 def test_a_ca_bundle_without_certificates_is_a_config_error(tmp_path: Path) -> None:
     bundle = tmp_path / "ca.pem"
     bundle.write_text("not a certificate\n", encoding="utf-8")
-    app = AppConfig.model_validate(
+    app = ScimAppConfig.model_validate(
         {
             "name": "chat",
             "connector": "scim",

@@ -10,7 +10,7 @@ import pytest
 from prefect.blocks.system import Secret
 from pydantic import SecretStr
 
-from directory.config import AppConfig, TokenError
+from directory.config import AppConfig, ScimAppConfig, TokenError
 from flows.sync import sync
 from tasks import session
 from tasks.tokens import check_env_token, resolve_token
@@ -19,7 +19,7 @@ from tests.sync_env import Installation, people
 
 
 def app_config(**token: str) -> AppConfig:
-    return AppConfig.model_validate(
+    return ScimAppConfig.model_validate(
         {"name": "chat", "connector": "scim", "base_url": "http://scim.test/chat/v2", **token}
     )
 

@@ -1,0 +1,236 @@
+"""What every app in ``roster.yaml`` has, whatever its kind (SCIM, REST, SQL, LDAP): its
+name, where its secret is, the mapping from directory fields to the app's attributes,
+how accounts are matched and deprovisioned, and the safety hold.
+
+Each kind (``directory.appkinds``) adds how to reach the app and states its defaults:
+the attribute names its accounts carry (``default_mapping``) and what to match on.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+WORK_EMAIL = 'emails[type eq "work"].value'
+
+#: Directory fields a mapping may read. ``manager`` is a reference: it resolves to the
+#: manager's account id in the same app.
+DIRECTORY_FIELDS = (
+    "user_id",
+    "user_name",
+    "email",
+    "given_name",
+    "family_name",
+    "display_name",
+    "department",
+    "title",
+    "employee_number",
+    "manager",
+    "active",
+)
+REFERENCE_FIELDS = frozenset({"manager"})
+
+#: RFC 7643 §4.1 core User plus §4.3 enterprise extension.
+DEFAULT_MAPPING: dict[str, str] = {
+    "userName": "user_name",
+    "externalId": "user_id",
+    "name.givenName": "given_name",
+    "name.familyName": "family_name",
+    "displayName": "display_name",
+    WORK_EMAIL: "email",
+    "title": "title",
+    "active": "active",
+    f"{ENTERPRISE}:department": "department",
+    f"{ENTERPRISE}:employeeNumber": "employee_number",
+    f"{ENTERPRISE}:manager.value": "manager",
+}
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DEACTIVATE = "deactivate"
+    DELETE = "delete"
+
+
+class DeprovisionMode(StrEnum):
+    DEACTIVATE = "deactivate"
+    DELETE = "delete"
+
+
+class MissingPolicy(StrEnum):
+    """What to do when a linked account is gone from the app (404 on update)."""
+
+    RECREATE = "recreate"
+    REPORT = "report"
+
+
+class UpdateMethod(StrEnum):
+    """RFC 7644 §3.5: PATCH is optional; ``auto`` reads /ServiceProviderConfig."""
+
+    AUTO = "auto"
+    PATCH = "patch"
+    PUT = "put"
+
+
+class ConfigError(Exception):
+    """A configuration file is missing or invalid. The message says where and why."""
+
+
+class TokenError(ConfigError):
+    """An app's token is missing or unusable. The message names the app and where the
+    token should be (variable or block), never the token itself."""
+
+    def __init__(self, app: str, source: str, problem: str) -> None:
+        super().__init__(f"app {app!r}: {source} {problem}")
+        self.app = app
+        self.source = source
+
+
+class Constant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    constant: str | bool
+
+
+class Safety(BaseModel):
+    """The hold on destructive actions: more than ``max_deprovision_share`` of an app's
+    linked accounts, and more than ``min_deprovision_count`` of them, is held for review."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_deprovision_share: float = Field(0.2, ge=0, le=1)
+    min_deprovision_count: int = Field(10, ge=0)
+
+
+class AppConfig(BaseModel):
+    """The settings every kind of app shares. ``connector`` names the kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the kind's attribute names for the directory's fields, merged under ``mapping``
+    default_mapping: ClassVar[dict[str, str]] = DEFAULT_MAPPING
+    #: the kind's attributes to match an existing account on, in order
+    default_match_on: ClassVar[tuple[str, ...]] = ("userName", WORK_EMAIL)
+    #: False where the app can be reached without a secret (a database on a trusted socket)
+    secret_required: ClassVar[bool] = True
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    connector: str
+    #: where the app's secret (token, password or API key) is: one of an environment
+    #: variable and a Prefect Secret block (Prefect's block names: lowercase letters,
+    #: digits and dashes)
+    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_secret: str | None = Field(None, pattern=r"^[a-z0-9-]+$", max_length=255)
+    #: target attribute -> directory field, ``{constant: value}``, or null to drop a
+    #: default entry. Merged over the kind's ``default_mapping``.
+    mapping: dict[str, str | Constant | None] = Field(default_factory=dict)
+    #: empty: the kind's ``default_match_on``
+    match_on: list[str] = Field(default_factory=list)
+    actions: set[Action] = Field(
+        default_factory=lambda: {Action.CREATE, Action.UPDATE, Action.DEACTIVATE}
+    )
+    deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
+    on_missing: MissingPolicy = MissingPolicy.RECREATE
+    page_size: int = Field(500, ge=1, le=10_000)
+    concurrency: int = Field(4, ge=1, le=64)
+    rate_limit: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="requests per second"
+    )
+    timeout: float = Field(30.0, gt=0, allow_inf_nan=False, description="seconds per request")
+    max_retries: int = Field(4, ge=0, le=20)
+    safety: Safety | None = None
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_fields(
+        cls, mapping: dict[str, str | Constant | None]
+    ) -> dict[str, str | Constant | None]:
+        for target, source in mapping.items():
+            if isinstance(source, str) and source not in DIRECTORY_FIELDS:
+                raise ValueError(
+                    f"{target!r} maps from unknown directory field {source!r}; "
+                    f"known fields: {', '.join(DIRECTORY_FIELDS)}"
+                )
+        return mapping
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AppConfig:
+        both = self.token_env is not None and self.token_secret is not None
+        neither = self.token_env is None and self.token_secret is None
+        if both or (neither and self.secret_required):
+            raise ValueError(
+                "set exactly one of token_env (an environment variable) and token_secret"
+                " (a Prefect Secret block) for the app's secret"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _match_on_mapped(self) -> AppConfig:
+        if not self.match_on:
+            self.match_on = list(self.default_match_on)
+        missing = [path for path in self.match_on if path not in self.effective_mapping]
+        if missing:
+            raise ValueError(f"match_on names unmapped attributes: {', '.join(missing)}")
+        if self.deprovision is DeprovisionMode.DELETE and Action.DELETE not in self.actions:
+            raise ValueError("deprovision: delete needs 'delete' in actions")
+        return self
+
+    @property
+    def has_secret(self) -> bool:
+        return self.token_env is not None or self.token_secret is not None
+
+    @property
+    def effective_mapping(self) -> dict[str, str | Constant]:
+        """The kind's default mapping with this app's entries merged over it."""
+        merged: dict[str, str | Constant] = dict(self.default_mapping)
+        for target, source in self.mapping.items():
+            if source is None:
+                merged.pop(target, None)
+            else:
+                merged[target] = source
+        return merged
+
+    @property
+    def token_source(self) -> str:
+        """Where the secret is, for messages: never the secret itself."""
+        if self.token_env is not None:
+            return f"environment variable {self.token_env}"
+        return f"Prefect Secret block {self.token_secret!r}"
+
+
+class HttpAppConfig(AppConfig):
+    """An app reached over HTTP(S): SCIM and REST."""
+
+    #: no user:password@ part: credentials live in the environment (``token_env``)
+    base_url: HttpUrl
+    #: TLS certificate verification; ``verify_tls`` is the older spelling
+    tls_verify: bool = Field(True, validation_alias=AliasChoices("tls_verify", "verify_tls"))
+    #: PEM file of the CA certificate(s) to trust for this app instead of the public ones
+    ca_bundle: FilePath | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, url: HttpUrl) -> HttpUrl:
+        if url.username or url.password:
+            raise ValueError(
+                "must not contain a user name or password: put the token in the "
+                "environment variable that token_env names"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _ca_bundle_needs_verification(self) -> HttpAppConfig:
+        if self.ca_bundle is not None and not self.tls_verify:
+            raise ValueError("ca_bundle is set but tls_verify is false: keep one")
+        return self

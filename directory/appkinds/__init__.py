@@ -1,0 +1,16 @@
+"""The kinds of app Roster provisions, one settings model each, told apart by
+``connector`` in ``roster.yaml``."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeAlias
+
+from pydantic import Field
+
+from directory.appkinds.scim import ScimAppConfig
+
+#: every kind, as ``connector`` names it; a new kind adds its model to both
+CONNECTOR_KINDS = frozenset({"scim"})
+AnyAppConfig: TypeAlias = Annotated[ScimAppConfig, Field(discriminator="connector")]
+
+__all__ = ["CONNECTOR_KINDS", "AnyAppConfig", "ScimAppConfig"]
