@@ -1,15 +1,11 @@
 """A SCIM 2.0 app (RFC 7643/7644): Users over one shared, thread-safe ``httpx.Client``.
 
-Every request goes through ``ScimConnector._request``, the one method that talks to
-httpx: it refuses writes in dry-run mode, spends the app's rate budget, retries 429,
-502-504 and network failures with tenacity, maps statuses to ``connectors.errors`` and
-logs method, path and status only. Every response is validated with scim2-models
-before anything is read from it.
-
-Attempt counts: the apply layer runs accounts in a thread pool over one connector.
-Each public method starts a fresh ``OperationStats`` for the calling thread, and every
-HTTP send adds to it, so right after a call returns or raises, ``last_operation`` (or
-``last_attempts``) read in the same thread describes that call and no other thread's.
+Every request goes through ``ScimConnector._request``, which hands it to the shared
+``connectors.wire.Wire`` (dry-run refusal, the app's rate budget, retries of 429, 502-504
+and network failures honouring Retry-After, per-thread attempt counts, logging of
+method, path and status only) with SCIM's own status check: RFC 7644 §3.12 error bodies
+and ``noTarget``. Every response is validated with scim2-models before anything is
+read from it.
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -33,29 +28,17 @@ from scim2_models import (
     ScimPolicy,
     ServiceProviderConfig,
 )
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_random_exponential
 
 from connectors.base import Account, AccountPage, Attributes, Connector, Value
 from connectors.errors import (
     BadRequestError,
     ConflictError,
-    ConnectorError,
-    DryRunError,
     InvalidResponseError,
     NotFoundError,
-    TLSError,
-    TransientError,
 )
-from connectors.http import (
-    NETWORK_ERRORS,
-    certificate_problem,
-    is_retryable,
-    raise_for_status,
-    read_json,
-)
+from connectors.http import raise_for_status, read_json
 from connectors.ratelimit import RateLimiter
-from connectors.redact import redact, scrub
+from connectors.redact import redact
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
     USER_MODEL,
@@ -66,6 +49,7 @@ from connectors.scim.paths import (
     to_patch_ops,
     to_resource,
 )
+from connectors.wire import OperationStats, Wire
 from directory.config import UpdateMethod
 
 logger = logging.getLogger("roster.connectors.scim")
@@ -79,18 +63,6 @@ M = TypeVar("M", bound=BaseModel)
 class NoTargetError(BadRequestError):
     """400 ``noTarget`` (RFC 7644 §3.12): a PATCH path filter matched no entry. The
     connector catches it to add the entry instead; elsewhere it is a BadRequestError."""
-
-
-@dataclass
-class OperationStats:
-    """What one public call cost: logical requests, and HTTP sends including retries."""
-
-    requests: int = 0
-    attempts: int = 0
-
-    @property
-    def retries(self) -> int:
-        return self.attempts - self.requests
 
 
 class ScimConnector:
@@ -113,33 +85,33 @@ class ScimConnector:
     ) -> None:
         check_paths(paths)
         self.name = name
-        self.dry_run = dry_run
-        self._client = client
+        self._wire = Wire(
+            name,
+            client,
+            logger=logger,
+            dry_run=dry_run,
+            rate_limiter=rate_limiter,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            sleep=sleep,
+        )
         self._paths = list(paths)
         self._page_size = page_size
         self._update_method = UpdateMethod(update_method)
-        self._limiter = rate_limiter
-        self._backoff_cap = backoff_cap
-        self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_cap)
-        self._retrying = Retrying(
-            retry=retry_if_exception(is_retryable),
-            stop=stop_after_attempt(max_retries + 1),
-            wait=self._backoff,
-            sleep=sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        self._local = threading.local()
         self._patch_lock = threading.Lock()
         self._patch_supported: bool | None = None
 
     # -- attempt accounting -------------------------------------------------------
 
     @property
+    def dry_run(self) -> bool:
+        return self._wire.dry_run
+
+    @property
     def last_operation(self) -> OperationStats:
-        """The calling thread's most recent public call (see the module docstring)."""
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        return stats if stats is not None else OperationStats()
+        """The calling thread's most recent public call (``connectors.wire``)."""
+        return self._wire.last_operation
 
     @property
     def last_attempts(self) -> int:
@@ -147,13 +119,7 @@ class ScimConnector:
         return self.last_operation.attempts
 
     def _begin(self) -> None:
-        self._local.stats = OperationStats()
-
-    def _stats(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        if stats is None:
-            stats = self._local.stats = OperationStats()
-        return stats
+        self._wire.begin()
 
     # -- operations (connectors.base.Connector) -------------------------------------
 
@@ -219,7 +185,7 @@ class ScimConnector:
         self._request("DELETE", _user_path(remote_id))
 
     def close(self) -> None:
-        self._client.close()
+        self._wire.close()
 
     # -- updates --------------------------------------------------------------------
 
@@ -327,60 +293,9 @@ class ScimConnector:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        """The one place that talks to httpx. Raises the typed errors of connectors.errors.
-
-        Retries cover writes too: a POST whose lost first attempt did land comes back
-        409 on the retry, which the caller handles like any conflict (find and adopt).
-        """
-        if self.dry_run and method != "GET":
-            raise DryRunError(f"{method} {path}: refused, app {self.name} is in dry-run mode")
-        stats = self._stats()
-        stats.requests += 1
-        for attempt in self._retrying:
-            with attempt:
-                stats.attempts += 1
-                if self._limiter is not None:
-                    self._limiter.acquire()
-                try:
-                    response = self._client.request(method, path, params=params, json=json)
-                except NETWORK_ERRORS as exc:
-                    raise _network_error(method, path, exc) from exc
-                except httpx.HTTPError as exc:
-                    raise ConnectorError(_describe(method, path, exc)) from exc
-                logger.debug("%s %s -> %s", method, path, response.status_code)
-                _check(method, path, response)
-                return response
-        raise AssertionError("tenacity returned without a result")  # pragma: no cover
-
-    def _backoff(self, state: RetryCallState) -> float:
-        """Retry-After when the app sent one (capped), else full-jitter exponential."""
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return min(exc.retry_after, self._backoff_cap)
-        return float(self._jitter(state))
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        logger.info("app %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, wait)
-
-
-def _network_error(method: str, path: str, exc: httpx.HTTPError) -> ConnectorError:
-    """A failed certificate check stops the app (retrying cannot fix it); any other
-    network failure is transient."""
-    problem = certificate_problem(scrub(exc))
-    if problem is not None:
-        return TLSError(
-            f"{method} {path}: TLS certificate verification failed ({problem});"
-            " for an app with a private CA, set its ca_bundle"
-        )
-    return TransientError(_describe(method, path, exc))
-
-
-def _describe(method: str, path: str, exc: httpx.HTTPError) -> str:
-    """httpx quotes wire data in some messages (h11: an illegal header line), and the
-    error raised from ``exc`` keeps it as its cause: both are redacted."""
-    return f"{method} {path}: {type(exc).__name__}: {scrub(exc)}"
+        """Every request of this connector: ``connectors.wire.Wire.send`` with SCIM's
+        status check. Raises the typed errors of connectors.errors."""
+        return self._wire.send(method, path, params=params, json=json, check=_check)
 
 
 def _check(method: str, path: str, response: httpx.Response) -> None:

@@ -1,0 +1,181 @@
+"""The one place an HTTP connector's requests meet httpx: dry-run refusal, the app's rate
+budget, retries and attempt counts, shared by every HTTP kind (SCIM, REST).
+
+A connector keeps one ``Wire`` and sends every request through ``Wire.send``, passing
+its own ``check``: the function that turns a non-2xx response into a typed error
+(SCIM reads RFC 7644 §3.12 error bodies, REST apps their own), usually by calling
+``connectors.http.raise_for_status``. ``Wire.send``:
+
+* refuses anything but GET in dry-run mode (``DryRunError``, never sent);
+* spends the app's rate budget on every attempt;
+* retries 429, 502-504 and network failures with tenacity: ``Retry-After`` when the app
+  sent one (capped), else full-jitter exponential backoff;
+* logs method, path and status only, on the connector's logger;
+* counts logical requests and HTTP sends per thread (``OperationStats``).
+
+Attempt counts: the apply layer runs accounts in a thread pool over one connector. Each
+public connector method calls ``begin()``, which starts a fresh ``OperationStats`` for
+the calling thread, and every send adds to it, so right after a call returns or raises,
+``last_operation`` read in the same thread describes that call and no other thread's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from connectors.errors import ConnectorError, DryRunError, TLSError, TransientError
+from connectors.http import NETWORK_ERRORS, certificate_problem, is_retryable
+from connectors.ratelimit import RateLimiter
+from connectors.redact import scrub
+
+#: maps a response to connectors.errors (raises) or accepts it (returns)
+Check = Callable[[str, str, httpx.Response], None]
+
+
+@dataclass
+class OperationStats:
+    """What one public call cost: logical requests, and HTTP sends including retries."""
+
+    requests: int = 0
+    attempts: int = 0
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - self.requests
+
+
+class Wire:
+    """One app's requests over one shared, thread-safe ``httpx.Client``."""
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.Client,
+        *,
+        logger: logging.Logger,
+        dry_run: bool = False,
+        rate_limiter: RateLimiter | None = None,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.dry_run = dry_run
+        self.client = client
+        self._logger = logger
+        self._limiter = rate_limiter
+        self._backoff_cap = backoff_cap
+        self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_cap)
+        self._retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(max_retries + 1),
+            wait=self._backoff,
+            sleep=sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        self._local = threading.local()
+
+    # -- attempt accounting -------------------------------------------------------
+
+    @property
+    def last_operation(self) -> OperationStats:
+        """The calling thread's most recent public call (see the module docstring)."""
+        stats: OperationStats | None = getattr(self._local, "stats", None)
+        return stats if stats is not None else OperationStats()
+
+    def begin(self) -> None:
+        """A public connector call starts: count its requests afresh for this thread."""
+        self._local.stats = OperationStats()
+
+    def _stats(self) -> OperationStats:
+        stats: OperationStats | None = getattr(self._local, "stats", None)
+        if stats is None:
+            stats = self._local.stats = OperationStats()
+        return stats
+
+    # -- the wire -------------------------------------------------------------------------
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        check: Check,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        label: str | None = None,
+    ) -> httpx.Response:
+        """Send one request (retrying as the module docstring says); ``check`` maps the
+        final response to an error or accepts it. ``path`` may be an absolute URL (a Link
+        header's next page); ``label`` then names it in messages and logs instead.
+
+        Retries cover writes too: a POST whose lost first attempt did land comes back
+        409 (or, for an upsert, succeeds again) on the retry, which callers handle like
+        any conflict (find and adopt).
+        """
+        where = label or path
+        if self.dry_run and method != "GET":
+            raise DryRunError(f"{method} {where}: refused, app {self.name} is in dry-run mode")
+        stats = self._stats()
+        stats.requests += 1
+        for attempt in self._retrying:
+            with attempt:
+                stats.attempts += 1
+                if self._limiter is not None:
+                    self._limiter.acquire()
+                try:
+                    response = self.client.request(method, path, params=params, json=json)
+                except NETWORK_ERRORS as exc:
+                    raise network_error(method, where, exc) from exc
+                except httpx.HTTPError as exc:
+                    raise ConnectorError(describe(method, where, exc)) from exc
+                self._logger.debug("%s %s -> %s", method, where, response.status_code)
+                check(method, where, response)
+                return response
+        raise AssertionError("tenacity returned without a result")  # pragma: no cover
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _backoff(self, state: RetryCallState) -> float:
+        """Retry-After when the app sent one (capped), else full-jitter exponential."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return min(exc.retry_after, self._backoff_cap)
+        return float(self._jitter(state))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self._logger.info(
+            "app %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, wait
+        )
+
+
+def network_error(method: str, path: str, exc: httpx.HTTPError) -> ConnectorError:
+    """A failed certificate check stops the app (retrying cannot fix it); any other
+    network failure is transient."""
+    problem = certificate_problem(scrub(exc))
+    if problem is not None:
+        return TLSError(
+            f"{method} {path}: TLS certificate verification failed ({problem});"
+            " for an app with a private CA, set its ca_bundle"
+        )
+    return TransientError(describe(method, path, exc))
+
+
+def describe(method: str, path: str, exc: httpx.HTTPError) -> str:
+    """httpx quotes wire data in some messages (h11: an illegal header line), and the
+    error raised from ``exc`` keeps it as its cause: both are redacted."""
+    return f"{method} {path}: {type(exc).__name__}: {scrub(exc)}"
