@@ -12,9 +12,11 @@ from pydantic import SecretStr
 from connectors.base import Connector
 from connectors.http import build_client
 from connectors.ratelimit import RateLimiter
+from connectors.rest import RestConnector
+from connectors.rest.auth import auth_for
 from connectors.scim import ScimConnector
 from connectors.scim.paths import check_paths
-from directory.config import AppConfig, ConfigError, HttpAppConfig, ScimAppConfig
+from directory.config import AppConfig, ConfigError, HttpAppConfig, RestAppConfig, ScimAppConfig
 
 
 def check_mapping(app: AppConfig, where: str | None = None) -> None:
@@ -97,6 +99,26 @@ def _scim(
         raise
 
 
+def _rest(
+    app: AppConfig,
+    token: SecretStr | None,
+    dry_run: bool,
+    transport: httpx.BaseTransport | None,
+) -> Connector:
+    """Bearer apps get the token from ``http_client``; other auth styles attach their own
+    ``httpx.Auth`` built from the same secret."""
+    assert isinstance(app, RestAppConfig)
+    auth = auth_for(app.auth, token.get_secret_value()) if token is not None else None
+    client = http_client(app, token if auth is None else None, transport)
+    if auth is not None:
+        client.auth = auth
+    try:
+        return RestConnector(client, app, dry_run=dry_run, rate_limiter=rate_limiter(app))
+    except Exception:
+        client.close()
+        raise
+
+
 Builder = Callable[[AppConfig, SecretStr | None, bool, httpx.BaseTransport | None], Connector]
 #: each kind's builder; a new kind adds its own
-BUILDERS: dict[type[AppConfig], Builder] = {ScimAppConfig: _scim}
+BUILDERS: dict[type[AppConfig], Builder] = {ScimAppConfig: _scim, RestAppConfig: _rest}

@@ -35,7 +35,7 @@ from directory.appbase import (
     TokenError,
     UpdateMethod,
 )
-from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, ScimAppConfig
+from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, RestAppConfig, ScimAppConfig
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -51,6 +51,7 @@ __all__ = [
     "DeprovisionMode",
     "HttpAppConfig",
     "MissingPolicy",
+    "RestAppConfig",
     "RosterConfig",
     "Safety",
     "ScimAppConfig",
