@@ -36,6 +36,7 @@ from directory.appbase import (
     UpdateMethod,
 )
 from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, RestAppConfig, ScimAppConfig
+from directory.appkinds.rest_parts import UNION_TAGS
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -191,6 +192,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 def _message(error: Any) -> str:
     """The problem after the key path; an unknown or missing ``connector`` lists the kinds."""
     kinds = ", ".join(sorted(CONNECTOR_KINDS))
+    if len(error["loc"]) != 2 or error["loc"][0] != "apps":
+        return f": {error['msg']}"  # a tagged union inside an app (pagination, auth, ...)
     if error["type"] == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag", "")
         return f".connector: unknown kind {tag!r}; use one of: {kinds}"
@@ -208,6 +211,8 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
             continue  # pydantic's union-branch labels, not keys the user wrote
         elif at == 2 and loc[0] == "apps" and part in CONNECTOR_KINDS:
             continue  # the app's kind (``connector``), which pydantic puts in the path
+        elif at > 0 and part in UNION_TAGS.get(str(loc[at - 1]), ()):
+            continue  # likewise the branch of a tagged union (``pagination: {style: ...}``)
         elif part == "[key]":
             path += " (the key)"  # the key itself is wrong, not its value
         else:

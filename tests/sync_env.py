@@ -37,6 +37,9 @@ class Installation:
     apps: list[str]
     store: Store
     app_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: whole roster.yaml entries of apps of other kinds (REST, ...), reached over their
+    #: own sockets rather than the in-process SCIM server
+    extra_apps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def config_path(self) -> str:
@@ -53,6 +56,7 @@ class Installation:
                 **self.app_settings.get(name, {}),
             }
             apps.append(entry)
+        apps.extend(self.extra_apps)
         document = {
             "database_url": str(self.store.engine.url.render_as_string(False)),
             "apps": apps,

@@ -92,6 +92,8 @@ def broken_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     if kind == "missing":
         key = draw(st.sampled_from(["name", "connector", "base_url", "token_env"]))
         del app[key]
+        if key == "connector":  # with several kinds, the message lists them
+            return config, f"apps[{index}].connector: missing; say which kind of app"
         return config, f"apps[{index}].{key}: Field required"
     if kind == "wrong_type":
         key = draw(st.sampled_from(["page_size", "concurrency", "verify_tls", "actions", "safety"]))

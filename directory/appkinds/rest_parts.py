@@ -332,3 +332,19 @@ def body_placeholders(body: Any) -> list[str]:
     if isinstance(body, list):
         return [name for value in body for name in body_placeholders(value)]
     return []
+
+
+def _tags(union: Any, key: str) -> frozenset[str]:
+    """The tag values of a discriminated union (``Annotated[A | B, Field(...)]``)."""
+    members = union.__origin__.__args__
+    return frozenset(member.model_fields[key].annotation.__args__[0] for member in members)
+
+
+#: the tagged unions of a REST app's settings: key -> its tags. pydantic puts the tag in
+#: an error's location (``list.pagination.cursor.cursor_param``); messages leave it out.
+UNION_TAGS: dict[str, frozenset[str]] = {
+    "auth": _tags(AuthConfig, "type"),
+    "pagination": _tags(Pagination, "style"),
+    "active": _tags(ActiveConfig, "style"),
+    "deprovision_strategy": _tags(Strategy, "strategy"),
+}
