@@ -275,6 +275,11 @@ def toy_entry(url: str, *, style: str = "offset_limit", auth: str = "bearer", **
             "update": {"method": "PATCH", "path": "/users/{id}", "body": "mapped", "ok": [200]},
             "delete": {"method": "DELETE", "path": "/users/{id}", "ok": [204]},
         },
-        "active": {"style": "status", "path": "status", "active": "ACTIVE", "inactive": "SUSPENDED"},
+        "active": {
+            "style": "status",
+            "path": "status",
+            "active": "ACTIVE",
+            "inactive": "SUSPENDED",
+        },
     }
     return {**entry, **extra}

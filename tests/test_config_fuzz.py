@@ -94,6 +94,8 @@ def broken_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         del app[key]
         if key == "connector":  # with several kinds, the message lists them
             return config, f"apps[{index}].connector: missing; say which kind of app"
+        if key == "token_env":  # the app then has no secret at all: one of two keys is missing
+            return config, f"apps[{index}]: Value error, set exactly one of token_env"
         return config, f"apps[{index}].{key}: Field required"
     if kind == "wrong_type":
         key = draw(st.sampled_from(["page_size", "concurrency", "verify_tls", "actions", "safety"]))
