@@ -121,7 +121,7 @@ class ToyRestApp:
             if parts[2:] in (["suspend"], ["unsuspend"]) and method == "POST":
                 user["status"] = "SUSPENDED" if parts[2] == "suspend" else "ACTIVE"
                 return _reply(start, 204, None)
-        if len(parts) == 2 and parts[0] == "users":
+        if len(parts) >= 2 and parts[0] == "users" and parts[1] not in self.users:
             return _reply(start, 404, {"error": "not_found"})
         raise ValueError("no such route")
 
@@ -130,7 +130,7 @@ class ToyRestApp:
     def _list(self, query: dict[str, str], environ: Environ, start: Start) -> Iterable[bytes]:
         users = sorted(self.users.values(), key=lambda u: u["id"])
         if "login" in query:  # a substring search, like many apps' "search" parameter
-            users = [u for u in users if query["login"] in u["login"]]
+            users = [u for u in users if query["login"].lower() in u["login"].lower()]
         if self.quirk == "bad_item":
             users = [*users, {"id": "broken", "login": {"not": "a string"}}]
         style = self.style
@@ -253,14 +253,14 @@ AUTHS: dict[str, dict[str, Any]] = {
 }
 
 
-def toy_entry(url: str, *, style: str = "offset_limit", auth: str = "bearer", **extra: Any) -> dict:
+def toy_entry(url: str, *, style: str = "offset_limit", auth: Any = "bearer", **extra: Any) -> dict:
     """The roster.yaml entry of a ToyRestApp at ``url``; ``extra`` keys replace the defaults."""
     entry: dict[str, Any] = {
         "name": "toy",
         "connector": "rest",
         "base_url": url,
         "token_env": "ROSTER_TOY_SECRET",
-        "auth": AUTHS.get(auth)
+        "auth": (auth if isinstance(auth, dict) else AUTHS.get(auth))
         or {
             "type": "oauth2_client_credentials",
             "token_url": f"{url}/oauth/token",

@@ -209,7 +209,9 @@ class RestConnector:
         request: PageRequest | None = paginator.first()
         while request is not None:
             label = f"{listing.path} (page)" if request.url.startswith("http") else listing.path
-            response = self._request("GET", request.url, params=request.params, label=label)
+            # None, not {}: httpx replaces a URL's query with an empty params mapping
+            params = request.params or None
+            response = self._request("GET", request.url, params=params, label=label)
             body = read_json("GET", label, response)
             items = read_path(body, listing.items)
             if not isinstance(items, list):
