@@ -210,8 +210,8 @@ class RestConnector:
         while request is not None:
             label = f"{listing.path} (page)" if request.url.startswith("http") else listing.path
             # None, not {}: httpx replaces a URL's query with an empty params mapping
-            params = request.params or None
-            response = self._request("GET", request.url, params=params, label=label)
+            query = request.params or None
+            response = self._request("GET", request.url, params=query, label=label)
             body = read_json("GET", label, response)
             items = read_path(body, listing.items)
             if not isinstance(items, list):
