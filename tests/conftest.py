@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
+from tests.rabbitmq import rabbitmq, rabbitmq_admin  # noqa: F401 (fixtures)
 from tests.scim_apps import TOKEN, InProcessScim
 from tests.sync_env import Installation, route_to
 
