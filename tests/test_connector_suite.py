@@ -52,7 +52,8 @@ def test_list_spans_several_pages_and_sees_every_account_once(harness: Connector
     finally:
         connector.close()
     keys = [str(a.attributes[harness.key]) for page in pages for a in page.accounts]
-    assert len(pages) >= 4
+    # A harness whose app has no paging (RabbitMQ's users) says so: one page, then.
+    assert len(pages) >= 4 if getattr(harness, "paginates", True) else len(pages) == 1
     assert sorted(keys) == sorted(str(harness.attributes(i)[harness.key]) for i in range(7))
     assert all(not page.errors for page in pages)
 

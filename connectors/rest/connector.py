@@ -167,7 +167,7 @@ class RestConnector:
             active = None
         writes = self._writes(changes)
         if isinstance(active, bool):
-            writes |= self._active_writes(active)
+            writes = self._active_writes(active, {**current, **changes}) | writes
         if writes:
             request = self._app.requests.update
             if request is None:
@@ -182,7 +182,8 @@ class RestConnector:
             return
         if isinstance(self._app.deprovision_strategy, DeleteStrategy) or requests.update is None:
             raise BadRequestError(f"app {self.name} cannot deactivate (deprovision_strategy)")
-        self._send(requests.update, remote_id, self._active_writes(False), {"active": False})
+        writes = self._active_writes(False, {})
+        self._send(requests.update, remote_id, writes, {"active": False})
 
     def delete_account(self, remote_id: str) -> None:
         self._wire.begin()
@@ -311,12 +312,16 @@ class RestConnector:
             if name != "active" and name in self._codecs
         }
 
-    def _active_writes(self, active: bool) -> dict[str, Any]:
+    def _active_writes(self, active: bool, desired: Attributes) -> dict[str, Any]:
+        """What to write for ``active``; ``desired`` is the account's wanted state."""
         strategy, config = self._app.deprovision_strategy, self._app.active
         if isinstance(strategy, StripRolesStrategy):
-            # Reactivation writes the roles themselves, as an ordinary attribute change.
+            # Reactivating gives the roles back: the wanted ones, if they are not neutral.
             codec = self._codecs[strategy.attribute]
-            return {} if active else {codec.path: codec.encode(strategy.value)}
+            roles = desired.get(strategy.attribute) if active else strategy.value
+            if active and _same(roles, strategy.value):
+                return {}
+            return {codec.path: codec.encode(roles)}
         if isinstance(strategy, LockStrategy):
             return {strategy.path: strategy.unlocked if active else strategy.value}
         if isinstance(config, BooleanActive):

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from connectors.base import Connector, Value
@@ -23,6 +26,8 @@ class RabbitMQHarness:
     kind = "rest"
     key = "userName"
     updatable = "tags"
+    #: RabbitMQ answers GET /api/users in one piece (it has no paging for users)
+    paginates = False
 
     def __init__(self, users: RabbitUsers) -> None:
         self.users = users
@@ -62,3 +67,14 @@ class RabbitMQHarness:
 
     def environment(self) -> dict[str, str]:
         return {SECRET_ENV: self.users.admin.password}
+
+
+@contextlib.contextmanager
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RabbitMQHarness]:
+    """Needs the session's RabbitMQ administrator (skips, or fails under
+    ROSTER_REQUIRE_RABBITMQ, without a broker); this test's users go afterwards."""
+    users = RabbitUsers(request.getfixturevalue("rabbitmq_admin"))
+    try:
+        yield RabbitMQHarness(users)
+    finally:
+        users.clean()
