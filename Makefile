@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck bench clean server deploy worker serve
+.PHONY: install demo test lint typecheck bench clean server deploy worker serve synapse
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Synapse (the Matrix homeserver) in its own environment, for the REST connector's tests.
+SYNAPSE_VENV ?= .venv-synapse
+$(SYNAPSE_VENV)/.installed:
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet --upgrade pip
+	$(SYNAPSE_VENV)/bin/pip install --quiet 'matrix-synapse==1.163.*'
+	touch $(SYNAPSE_VENV)/.installed
+
+synapse: $(SYNAPSE_VENV)/.installed
 
 ## Three local SCIM apps, a 200-person directory, a sync, an offboarding.
 demo: $(STAMP)
@@ -34,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sync
 
 clean:
-	rm -rf $(VENV) .demo build *.egg-info
+	rm -rf $(VENV) $(SYNAPSE_VENV) .demo build *.egg-info
 
 # ---- Run it as a service (docs/service.md) -----------------------------------------------
 # A local Prefect server; the commands below talk to it through PREFECT_API_URL.

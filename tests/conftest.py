@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.rabbitmq import rabbitmq, rabbitmq_admin  # noqa: F401 (fixtures)
 from tests.scim_apps import TOKEN, InProcessScim
+from tests.synapse import matrix, synapse  # noqa: F401 (fixtures)
 from tests.sync_env import Installation, route_to
 
 POSTGRES_URL_ENV = "ROSTER_TEST_POSTGRES_URL"
