@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Account, AccountPage, Attributes, Connector, Value
+from connectors.base import Account, AccountPage, Attributes, Connector
 from connectors.errors import (
     BadRequestError,
     ConflictError,
@@ -33,9 +33,8 @@ from connectors.errors import (
 from connectors.http import raise_for_status, read_json
 from connectors.ratelimit import RateLimiter
 from connectors.redact import redact
+from connectors.rest.accounts import AccountCodec, read_id, same
 from connectors.rest.fields import (
-    MISSING,
-    FieldCodec,
     merged_body,
     read_path,
     render_body,
@@ -48,13 +47,9 @@ from connectors.wire import OperationStats, Wire
 from directory.appkinds.rest import RestAppConfig
 from directory.appkinds.rest_parts import (
     BodyMode,
-    BooleanActive,
     DeleteStrategy,
     FindStyle,
-    LockStrategy,
     RequestConfig,
-    StatusActive,
-    StripRolesStrategy,
 )
 
 logger = logging.getLogger("roster.connectors.rest")
@@ -90,9 +85,7 @@ class RestConnector:
             backoff_cap=backoff_cap,
             sleep=sleep,
         )
-        self._codecs = {name: FieldCodec(spec) for name, spec in app.field_specs.items()}
-        self._key = self._codecs[app.key]
-        self._reads_active = "active" in app.effective_mapping
+        self._accounts = AccountCodec(app)
 
     # -- attempt accounting -------------------------------------------------------------
 
@@ -121,7 +114,9 @@ class RestConnector:
 
     def get_account(self, remote_id: str) -> Account:
         self._wire.begin()
-        return self._read_one(f"GET {self._app.get_request.path}", self._get_raw(remote_id))
+        return self._accounts.read_one(
+            f"GET {self._app.get_request.path}", self._get_raw(remote_id)
+        )
 
     def create_account(self, attributes: Attributes) -> Account:
         """ConflictError when the account exists: the caller finds it and adopts it."""
@@ -129,18 +124,16 @@ class RestConnector:
         request = self._app.requests.create
         if request is None:
             raise BadRequestError(f"app {self.name}: requests.create is not configured")
-        values = self._template_values(attributes)
+        values = self._accounts.template_values(attributes)
         path = render_path(request.path, values)
         if request.if_absent and self._exists(path):
             raise ConflictError(f"{request.method} {path}: the account exists already", status=409)
-        body = self._body(request, self._writes(attributes), values, None)
+        body = self._body(request, self._accounts.writes(attributes), values, None)
         response = self._call(request, path, body)
         return self._created(request, path, response, attributes)
 
     def _find(self, attribute: str, value: str) -> Account | None:
-        codec = self._codecs.get(attribute)
-        if codec is None:
-            raise ValueError(f"app {self.name}: {attribute!r} is not a mapped attribute")
+        codec = self._accounts.codec(attribute)
         find = self._app.find
         style = find.style if find.attribute in (None, attribute) else FindStyle.LIST
         if style is FindStyle.PATH:
@@ -152,7 +145,7 @@ class RestConnector:
                 assert find.param is not None
                 params[find.param] = render_query(find.template, str(codec.encode(value)))
             candidates = [a for page in self._pages(params) for a in page.accounts]
-        found = [a for a in candidates if _same(a.attributes.get(attribute), value)]
+        found = [a for a in candidates if same(a.attributes.get(attribute), value)]
         if len(found) > 1:
             # Not an HTTP 409, but the same meaning: the account is disputed, do not guess.
             raise ConflictError(f"{len(found)} accounts of app {self.name} match {attribute}")
@@ -165,9 +158,9 @@ class RestConnector:
         if active is True and self._app.requests.reactivate is not None:
             self._send(self._app.requests.reactivate, remote_id, {}, {**current, "active": True})
             active = None
-        writes = self._writes(changes)
+        writes = self._accounts.writes(changes)
         if isinstance(active, bool):
-            writes = self._active_writes(active, {**current, **changes}) | writes
+            writes = self._accounts.active_writes(active, {**current, **changes}) | writes
         if writes:
             request = self._app.requests.update
             if request is None:
@@ -182,7 +175,7 @@ class RestConnector:
             return
         if isinstance(self._app.deprovision_strategy, DeleteStrategy) or requests.update is None:
             raise BadRequestError(f"app {self.name} cannot deactivate (deprovision_strategy)")
-        writes = self._active_writes(False, {})
+        writes = self._accounts.active_writes(False, {})
         self._send(requests.update, remote_id, writes, {"active": False})
 
     def delete_account(self, remote_id: str) -> None:
@@ -218,117 +211,19 @@ class RestConnector:
             if not isinstance(items, list):
                 where = f"'{listing.items}'" if listing.items else "the body"
                 raise InvalidResponseError(f"GET {label}: {where} is not a list of accounts")
-            page, fresh = self._read_page(items, seen)
+            page, fresh = self._accounts.read_page(items, seen)
             yield page
             request = paginator.next(Page(response, body, len(items), fresh == 0 and bool(items)))
-
-    def _read_page(self, items: list[Any], seen: set[str]) -> tuple[AccountPage, int]:
-        """The page's accounts (Roster's only, each once) and how many were new."""
-        accounts: list[Account] = []
-        errors: list[str] = []
-        unreadable: list[str] = []
-        fresh = 0
-        for index, raw in enumerate(items):
-            remote_id = _remote_id(raw, self._app.listing.id)
-            if remote_id is not None:
-                if remote_id in seen:
-                    continue
-                seen.add(remote_id)
-            fresh += 1
-            try:
-                account = self._account("GET", raw, listed=True)
-            except InvalidResponseError as exc:
-                label = f"id {remote_id}" if remote_id else f"item #{index + 1} of the page"
-                errors.append(f"{label}: {exc}")
-                if remote_id is not None:
-                    unreadable.append(remote_id)
-                continue
-            if account is not None:
-                accounts.append(account)
-        return AccountPage(accounts, errors, unreadable), fresh
 
     def _find_by_path(self, path: str) -> list[Account]:
         try:
             response = self._request("GET", path)
         except NotFoundError:
             return []
-        account = self._account(f"GET {path}", read_json("GET", path, response), listed=True)
+        account = self._accounts.read(f"GET {path}", read_json("GET", path, response), listed=True)
         return [account] if account is not None else []
 
     # -- reading accounts -------------------------------------------------------------------
-
-    def _read_one(self, where: str, raw: Any) -> Account:
-        account = self._account(where, raw)
-        assert account is not None  # only listed accounts are left out
-        return account
-
-    def _account(self, where: str, raw: Any, *, listed: bool = False) -> Account | None:
-        """The account in ``raw``; None for a listed account that is not Roster's (its
-        key lacks the key field's prefix or suffix)."""
-        if not isinstance(raw, dict):
-            raise InvalidResponseError(f"{where}: an account is not a JSON object")
-        remote_id = _remote_id(raw, self._app.listing.id)
-        if remote_id is None:
-            raise InvalidResponseError(f"{where}: no id at '{self._app.listing.id}'")
-        key = read_path(raw, self._key.path)
-        if key is MISSING or key is None:
-            raise InvalidResponseError(f"{where}: no {self._app.key} at '{self._key.path}'")
-        if listed and not self._key.owns(key):
-            return None
-        attributes: dict[str, Value] = {}
-        try:
-            for name, codec in self._codecs.items():
-                attributes[name] = codec.decode(read_path(raw, codec.path))
-        except ValueError as exc:
-            raise InvalidResponseError(f"{where}: {exc}") from None
-        if self._reads_active:
-            attributes["active"] = self._read_active(where, raw, attributes)
-        return Account(remote_id, attributes)
-
-    def _read_active(self, where: str, raw: Any, attributes: Mapping[str, Value]) -> bool:
-        strategy, active = self._app.deprovision_strategy, self._app.active
-        if isinstance(strategy, StripRolesStrategy):
-            return not _same(attributes.get(strategy.attribute), strategy.value)
-        if isinstance(strategy, LockStrategy):
-            return read_path(raw, strategy.path) != strategy.value
-        if isinstance(active, StatusActive):
-            return read_path(raw, active.path) == active.active
-        if isinstance(active, BooleanActive):
-            value = read_path(raw, active.path)
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                value = value.lower() == "true"
-            if not isinstance(value, bool):
-                raise InvalidResponseError(f"{where}: '{active.path}' is not a boolean")
-            return value is not active.inverted
-        return True  # the app cannot deactivate: an account that exists is active
-
-    # -- writing ----------------------------------------------------------------------------
-
-    def _writes(self, attributes: Attributes) -> dict[str, Any]:
-        """path -> wire value for each mapped attribute given (``active`` aside)."""
-        return {
-            self._codecs[name].path: self._codecs[name].encode(value)
-            for name, value in attributes.items()
-            if name != "active" and name in self._codecs
-        }
-
-    def _active_writes(self, active: bool, desired: Attributes) -> dict[str, Any]:
-        """What to write for ``active``; ``desired`` is the account's wanted state."""
-        strategy, config = self._app.deprovision_strategy, self._app.active
-        if isinstance(strategy, StripRolesStrategy):
-            # Reactivating gives the roles back: the wanted ones, if they are not neutral.
-            codec = self._codecs[strategy.attribute]
-            roles = desired.get(strategy.attribute) if active else strategy.value
-            if active and _same(roles, strategy.value):
-                return {}
-            return {codec.path: codec.encode(roles)}
-        if isinstance(strategy, LockStrategy):
-            return {strategy.path: strategy.unlocked if active else strategy.value}
-        if isinstance(config, BooleanActive):
-            return {config.path: active is not config.inverted}
-        if isinstance(config, StatusActive):
-            return {config.path: config.active if active else config.inactive}
-        return {}
 
     def _send(
         self,
@@ -337,7 +232,7 @@ class RestConnector:
         writes: Mapping[str, Any],
         attributes: Attributes,
     ) -> httpx.Response:
-        values = {**self._template_values(attributes), "id": remote_id}
+        values = {**self._accounts.template_values(attributes), "id": remote_id}
         path = render_path(request.path, values)
         return self._call(request, path, self._body(request, writes, values, remote_id))
 
@@ -360,17 +255,6 @@ class RestConnector:
             return merged_body(self._get_raw(remote_id), writes)
         return render_body(request.body, values)
 
-    def _template_values(self, attributes: Attributes) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            name: self._codecs[name].encode(value)
-            for name, value in attributes.items()
-            if name in self._codecs
-        }
-        if "active" in attributes:
-            values["active"] = attributes["active"]
-        values["key"] = values.get(self._app.key)
-        return values
-
     def _get_raw(self, remote_id: str) -> Any:
         request = self._app.get_request
         path = render_path(request.path, {"id": remote_id})
@@ -389,10 +273,14 @@ class RestConnector:
         """The new account's id from the response, or, where the app answers without
         one (204, or an upsert's empty 201), found again by its key."""
         raw = read_json(request.method, path, response) if response.content.strip() else None
-        remote_id = _remote_id(raw, self._app.listing.id) if isinstance(raw, dict) else None
+        remote_id = read_id(raw, self._app.listing.id) if isinstance(raw, dict) else None
         key = attributes.get(self._app.key)
-        if remote_id is None and self._app.listing.id == self._key.path and isinstance(key, str):
-            remote_id = str(self._key.encode(key))  # keyed by name: the id is the key
+        if (
+            remote_id is None
+            and self._app.listing.id == self._accounts.key.path
+            and isinstance(key, str)
+        ):
+            remote_id = str(self._accounts.key.encode(key))  # keyed by name: the id is the key
         if remote_id is not None:
             return Account(remote_id, dict(attributes))
         found = self._find(self._app.key, key) if isinstance(key, str) else None
@@ -446,22 +334,6 @@ def _error_reason(response: httpx.Response) -> str | None:
         return None
     parts = [str(body[k]) for k in ERROR_KEYS if isinstance(body.get(k), str | int)]
     return redact(": ".join(parts))[:200] or None
-
-
-def _remote_id(raw: Any, path: str) -> str | None:
-    value = read_path(raw, path)
-    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-        return None
-    return str(value)
-
-
-def _same(actual: Value, expected: Value) -> bool:
-    """Lookups compare as trimmed, case-folded text, None equal to "" (as the plan does)."""
-
-    def text(value: Value) -> str:
-        return "" if value is None else str(value).strip().casefold()
-
-    return text(actual) == text(expected)
 
 
 _: type[Connector] = RestConnector
