@@ -41,13 +41,15 @@ class ToyRestApp:
         self.style, self.auth, self.cap, self.token_ttl = style, auth, cap, token_ttl
         self.users: dict[str, dict[str, Any]] = {}
         self.tokens: set[str] = set()
+        #: every access token ever issued, revoked ones included
+        self.issued: list[str] = []
         self.token_requests = 0
         #: (method, path, query) of every request under /users
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.unexpected: list[str] = []
         #: statuses (with Retry-After) to answer the next /users requests with
         self.faults: list[tuple[int, str | None]] = []
-        #: a listing quirk: "ignore_offset", "repeat_cursor", "foreign_link", "bad_item"
+        #: "ignore_offset", "repeat_cursor", "foreign_link", "bad_item" (listings), "echo"
         self.quirk: str | None = None
         self._lock = threading.Lock()
         self._next_id = 1
@@ -86,6 +88,10 @@ class ToyRestApp:
         if fault is not None:
             headers = [("Retry-After", fault[1])] if fault[1] else []
             return _reply(start, fault[0], {"error": "injected"}, headers)
+        if self.quirk == "echo":  # a hostile app quoting every request header back
+            sent = {k: v for k, v in environ.items() if k.startswith("HTTP_")}
+            echo = [("X-Echo", json.dumps(sent))]
+            return _reply(start, 400, {"error": "bad", "message": json.dumps(sent)}, echo)
         if not self._authorized(environ):
             return _reply(start, 401, {"error": "unauthorized", "message": "bad credentials"})
         try:
@@ -205,6 +211,7 @@ class ToyRestApp:
                 return _reply(start, 401, {"error": "invalid_client"})
             token = secrets.token_urlsafe(16)
             self.tokens.add(token)
+            self.issued.append(token)
         reply = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
         return _reply(start, 200, reply)
 
