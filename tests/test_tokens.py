@@ -127,9 +127,10 @@ def test_no_repr_of_config_client_or_connector_shows_the_token(
     connector = session.open_connector(app, dry_run=True)
     try:
         assert connector.find_account("userName", "nobody") is None  # the token works
-        client = connector._client  # type: ignore[attr-defined]
+        client = connector._wire.client  # type: ignore[attr-defined]
         shown = [repr(app), str(app), app.model_dump_json(), repr(connector), str(connector)]
-        shown += [repr(vars(connector)), repr(client), repr(client.auth), str(client.auth)]
+        shown += [repr(vars(connector)), repr(vars(connector._wire)), repr(client)]  # type: ignore[attr-defined]
+        shown += [repr(client.auth), str(client.auth)]
         shown += [repr(vars(client.auth)), repr(client.headers)]
     finally:
         connector.close()
