@@ -35,7 +35,7 @@ from directory.appbase import (
     TokenError,
     UpdateMethod,
 )
-from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, ScimAppConfig
+from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, LdapAppConfig, ScimAppConfig
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -50,6 +50,7 @@ __all__ = [
     "Constant",
     "DeprovisionMode",
     "HttpAppConfig",
+    "LdapAppConfig",
     "MissingPolicy",
     "RosterConfig",
     "Safety",

@@ -7,10 +7,11 @@ from typing import Annotated, TypeAlias
 
 from pydantic import Field
 
+from directory.appkinds.ldap import LdapAppConfig
 from directory.appkinds.scim import ScimAppConfig
 
 #: every kind, as ``connector`` names it; a new kind adds its model to both
-CONNECTOR_KINDS = frozenset({"scim"})
-AnyAppConfig: TypeAlias = Annotated[ScimAppConfig, Field(discriminator="connector")]
+CONNECTOR_KINDS = frozenset({"scim", "ldap"})
+AnyAppConfig: TypeAlias = Annotated[ScimAppConfig | LdapAppConfig, Field(discriminator="connector")]
 
-__all__ = ["CONNECTOR_KINDS", "AnyAppConfig", "ScimAppConfig"]
+__all__ = ["CONNECTOR_KINDS", "AnyAppConfig", "LdapAppConfig", "ScimAppConfig"]
