@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
+from tests.ldap_server import Slapd, running_slapd
 from tests.scim_apps import TOKEN, InProcessScim
 from tests.sync_env import Installation, route_to
 
@@ -37,6 +38,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "roster"))
 def scim() -> InProcessScim:
     """A fresh multi-tenant scim2-server, in-process."""
     return InProcessScim()
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """One OpenLDAP slapd for the session (tests/ldap_server.py); each test takes its own
+    subtree with ``slapd.fresh_tree()``. Skips without slapd, fails under
+    ROSTER_REQUIRE_LDAP."""
+    with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
 
 
 def _postgres_url() -> str:
