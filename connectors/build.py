@@ -171,16 +171,18 @@ def ldap_connections(app: LdapAppConfig, password: SecretStr) -> ConnectionFacto
             app.name,
             app.url,
         )
-    server = ldap3.Server(
-        host,
-        port=app.url.port or (636 if app.url.scheme == "ldaps" else 389),
-        use_ssl=app.url.scheme == "ldaps",
-        tls=tls,
-        get_info=ldap3.NONE,
-        connect_timeout=app.timeout,
-    )
 
     def connect() -> ldap3.Connection:
+        # A Server per connection: ldap3 marks a Server's address unavailable for minutes
+        # after one failed connect, so a shared one would outlive a server restart.
+        server = ldap3.Server(
+            host,
+            port=app.url.port or (636 if app.url.scheme == "ldaps" else 389),
+            use_ssl=app.url.scheme == "ldaps",
+            tls=tls,
+            get_info=ldap3.NONE,
+            connect_timeout=app.timeout,
+        )
         return ldap3.Connection(
             server,
             user=app.bind_dn,

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
+from tests.harnesses.ldap import LdapHarness
 from tests.ldap_server import Slapd, running_slapd
 from tests.scim_apps import TOKEN, InProcessScim
 from tests.sync_env import Installation, route_to
@@ -47,6 +48,12 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     ROSTER_REQUIRE_LDAP."""
     with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
         yield server
+
+
+@pytest.fixture
+def ldap(slapd: Slapd) -> LdapHarness:
+    """An LDAP app on the session's slapd, in a subtree of its own."""
+    return LdapHarness(slapd, slapd.fresh_tree())
 
 
 def _postgres_url() -> str:

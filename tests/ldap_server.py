@@ -132,18 +132,27 @@ class Slapd:
             ),
             encoding="utf-8",
         )
+        self.conf = conf
         self.log = root / "slapd.log"
+        self.start()
+        try:
+            self._seed_base()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self) -> None:
+        """Run slapd (again, after ``stop``: same port, same data)."""
         urls = f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.tls_port}/"
-        with self.log.open("wb") as log:
+        with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [SLAPD, "-h", urls, "-f", str(conf), "-d", "0"],
+                [SLAPD, "-h", urls, "-f", str(self.conf), "-d", "0"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
         try:
             self._wait_until_up()
-            self._seed_base()
         except BaseException:
             self.stop()
             raise

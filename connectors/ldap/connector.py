@@ -92,6 +92,13 @@ class Reply:
     cookie: bytes | None = None
 
 
+@dataclass
+class _Pin:
+    """The one connection a paged search keeps across its pages."""
+
+    connection: ldap3.Connection | None = None
+
+
 @dataclass(frozen=True)
 class Entry:
     dn: str
@@ -174,17 +181,19 @@ class LdapConnector:
         self._begin()
         members = self._all_members()
         seen: set[str] = set()
-        for base in self._bases():
-            with self._lease() as connection:
+        pin = _Pin()
+        try:
+            for base in self._bases():
                 cookie: bytes | None = None
                 first = True
                 while first or cookie:
                     first = False
-                    reply = self._search(
-                        base, PERSON_FILTER, page=True, cookie=cookie, connection=connection
-                    )
+                    reply = self._search(base, PERSON_FILTER, page=cookie, pin=pin)
                     cookie = reply.cookie
                     yield self._page(reply.entries, members, seen)
+        finally:
+            if pin.connection is not None:
+                self._checkin(pin.connection)
 
     def find_account(self, attribute: str, value: str) -> Account | None:
         """RFC 4515 §3: the value is escaped, so ``*)(uid=*`` matches itself only."""
@@ -216,7 +225,10 @@ class LdapConnector:
             raise BadRequestError(f"add: no {self._shape.rdn_attribute} to name the entry")
         dn = f"{self._shape.rdn_for(rdn)},{self._base_dn}"
         values = self._shape.for_add(attributes)
-        self._send("add", dn, lambda c: c.add(dn, [OBJECT_CLASS], values), write=True)
+        try:
+            self._send("add", dn, lambda c: c.add(dn, [OBJECT_CLASS], values), write=True)
+        except NotFoundError as exc:
+            raise _missing_base(exc) from exc
         if attributes.get(ACTIVE) is False:
             self._disable(dn)
         else:
@@ -292,10 +304,11 @@ class LdapConnector:
         *,
         scope: str = ldap3.SUBTREE,
         limit: int = 0,
-        page: bool = False,
-        cookie: bytes | None = None,
-        connection: ldap3.Connection | None = None,
+        page: bytes | None = None,
+        pin: _Pin | None = None,
     ) -> Reply:
+        """``pin``: a paged search, on the pinned connection; ``page``: the cookie of the
+        page to read, None for the first."""
         attributes = self._shape.requested
 
         def search(c: ldap3.Connection) -> Any:
@@ -305,13 +318,18 @@ class LdapConnector:
                 scope,
                 attributes=attributes,
                 size_limit=limit,
-                paged_size=self._page_size if page else None,
-                paged_cookie=cookie,
+                paged_size=self._page_size if pin is not None else None,
+                paged_cookie=page,
             )
 
         # a size limit of our own (limit) is not an error: "several match" is the answer
         ok = frozenset({SIZE_LIMIT_EXCEEDED}) if limit else frozenset()
-        return self._send("search", base, search, ok=ok, connection=connection)
+        # a cookie belongs to its connection: a later page cannot be retried on another
+        retry = page is None
+        try:
+            return self._send("search", base, search, ok=ok, retry=retry, pin=pin)
+        except NotFoundError as exc:
+            raise _missing_base(exc) from exc
 
     def _entry(self, raw: Mapping[str, Any]) -> Entry:
         dn = str(raw.get("dn") or "")
@@ -372,7 +390,10 @@ class LdapConnector:
         def search(c: ldap3.Connection) -> Any:
             return c.search(group, where, ldap3.BASE, attributes=[attribute])
 
-        return self._send("search", group, search).entries
+        try:
+            return self._send("search", group, search).entries
+        except NotFoundError as exc:
+            raise _missing_base(exc) from exc
 
     def _join_groups(self, dn: str) -> None:
         for group in self._groups:
@@ -468,22 +489,22 @@ class LdapConnector:
         write: bool = False,
         ok: frozenset[int] = frozenset(),
         retry: bool = True,
-        connection: ldap3.Connection | None = None,
+        pin: _Pin | None = None,
     ) -> Reply:
         """The one place that talks to ldap3. Raises the typed errors of connectors.errors.
 
-        ``connection``: a leased connection to use (a paged search's cookie belongs to
-        its connection, so those pages are not retried on another one).
+        ``pin``: keep one connection across calls (a paged search), instead of leasing
+        one from the pool for this call alone.
         """
         if write and self.dry_run:
             raise DryRunError(f"{label} {target}: refused, app {self.name} is in dry-run mode")
         stats = self._stats()
         stats.requests += 1
-        if connection is not None or not retry:
-            return self._attempt(label, target, request, ok, connection, stats)
+        if not retry:
+            return self._attempt(label, target, request, ok, pin, stats)
         for attempt in self._retrying:
             with attempt:
-                return self._attempt(label, target, request, ok, None, stats)
+                return self._attempt(label, target, request, ok, pin, stats)
         raise AssertionError("tenacity returned without a result")  # pragma: no cover
 
     def _attempt(
@@ -492,19 +513,26 @@ class LdapConnector:
         target: str,
         request: Callable[[ldap3.Connection], Any],
         ok: frozenset[int],
-        connection: ldap3.Connection | None,
+        pin: _Pin | None,
         stats: OperationStats,
     ) -> Reply:
         stats.attempts += 1
         if self._limiter is not None:
             self._limiter.acquire()
-        lease = contextlib.nullcontext(connection) if connection else self._lease()
-        with lease as leased:
-            try:
-                _, result, response, _ = request(leased)  # the 4th: the request, unread
-            except COMMUNICATION_ERRORS as exc:
-                self._discard(leased)
-                raise communication_error(label, target, exc) from None
+        if pin is not None:
+            if pin.connection is None or pin.connection.closed:
+                pin.connection = self._checkout()
+            connection = pin.connection
+        else:
+            connection = self._checkout()
+        try:
+            _, result, response, _ = request(connection)  # the 4th: the request, unread
+        except COMMUNICATION_ERRORS as exc:
+            self._discard(connection)
+            raise communication_error(label, target, exc) from None
+        finally:
+            if pin is None:
+                self._checkin(connection)
         code = check_result(label, target, result, ok)
         logger.debug("%s %s -> %s", label, target, result.get("description"))
         entries = [r for r in response or [] if r.get("type") == "searchResEntry"]
@@ -512,19 +540,17 @@ class LdapConnector:
         cookie = (control.get("value") or {}).get("cookie") or None
         return Reply(code, entries, cookie)
 
-    @contextlib.contextmanager
-    def _lease(self) -> Iterator[ldap3.Connection]:
-        """A bound connection for this thread alone; back to the pool afterwards, unless
-        its socket failed (``_discard`` closes it)."""
+    def _checkout(self) -> ldap3.Connection:
+        """A bound connection for the calling thread alone, from the pool or new."""
         try:
-            connection = self._idle.get_nowait()
+            return self._idle.get_nowait()
         except queue.Empty:
-            connection = self._open()
-        try:
-            yield connection
-        finally:
-            if not connection.closed:
-                self._idle.put(connection)
+            return self._open()
+
+    def _checkin(self, connection: ldap3.Connection) -> None:
+        """Back to the pool, unless its socket failed (``_discard`` closed it)."""
+        if not connection.closed:
+            self._idle.put(connection)
 
     def _open(self) -> ldap3.Connection:
         """A new connection, bound (after StartTLS when asked): the bind's result maps
@@ -561,6 +587,17 @@ class LdapConnector:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         logger.info("app %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, wait)
+
+
+def _missing_base(exc: NotFoundError) -> BadRequestError:
+    """noSuchObject on a search base, a group or a new entry's parent: the app's
+    configuration names an entry that does not exist. Not the account's absence, which
+    the apply layer would answer by creating it again."""
+    return BadRequestError(
+        f"{exc} (the app's configuration names an entry that does not exist:"
+        " check base_dn, disabled_ou, groups_dn and groups)",
+        status=exc.status,
+    )
 
 
 _: type[Connector] = LdapConnector

@@ -7,6 +7,7 @@ Messages name the operation, the entry's DN, the code and the server's diagnosti
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -100,24 +101,24 @@ def communication_error(label: str, target: str, exc: LDAPException) -> Connecto
 
 
 def _certificate_problem(exc: BaseException) -> str | None:
-    """ldap3 wraps ssl's error in its own, keeping only the text."""
+    """Why certificate verification failed, when that is what ``exc`` comes down to.
+    ldap3 raises a class mixing its own error with ssl's, without ssl's attributes, so
+    the reason is read from the text."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, ssl.SSLCertVerificationError):
-            return str(current.verify_message or current.reason or "certificate verify failed")
+            reason = getattr(current, "verify_message", None)
+            return str(reason) if reason else _reason(str(current))
         current = current.__cause__ or current.__context__
     text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return _after(text, "certificate verify failed") or "certificate verify failed"
-    return None
+    return _reason(text) if "CERTIFICATE_VERIFY_FAILED" in text else None
 
 
-def _after(text: str, marker: str) -> str | None:
-    at = text.find(marker)
-    if at < 0:
-        return None
-    rest = text[at + len(marker) :].strip(" :()")
-    end = min((i for i in (rest.find(")"), rest.find("'")) if i >= 0), default=len(rest))
-    return rest[:end].strip() or None
+_VERIFY_FAILED = re.compile(r"certificate verify failed: ([^(')\]]+)")
+
+
+def _reason(text: str) -> str:
+    found = _VERIFY_FAILED.search(text)
+    return found.group(1).strip() if found else "certificate verify failed"
