@@ -99,9 +99,7 @@ class LdapHarness:
         entryUUID, cn, sn, mail, and ``active`` (not locked)."""
         wanted = ["uid", "cn", "sn", "mail", "title", "entryUUID", "pwdAccountLockedTime"]
         with self.slapd.admin() as admin:
-            admin.search(
-                base or self.tree.base, "(objectClass=inetOrgPerson)", attributes=wanted
-            )
+            admin.search(base or self.tree.base, "(objectClass=inetOrgPerson)", attributes=wanted)
             found = {}
             for item in admin.response:
                 raw = item["attributes"]
