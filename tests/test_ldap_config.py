@@ -94,3 +94,15 @@ def test_mistakes_name_the_key(tmp_path: Path, extra: str, expected: str) -> Non
     message = str(error.value)
     assert message.startswith(f"{path}: invalid configuration")
     assert expected in message
+
+
+def test_tls_verify_false_is_warned_about_on_every_report(tmp_path: Path) -> None:
+    from tasks.report import config_warnings
+
+    text = MINIMAL.replace("ldap://127.0.0.1:3389", "ldaps://ldap.example.org")
+    (verified,) = load_config(write(tmp_path, text)).apps
+    (unverified,) = load_config(write(tmp_path, text + "    tls_verify: false\n")).apps
+    assert config_warnings(verified) == []
+    assert config_warnings(unverified)[0].startswith(
+        "warning: TLS certificate verification is off (tls_verify: false)"
+    )

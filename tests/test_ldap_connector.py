@@ -22,6 +22,7 @@ from connectors.errors import (
 )
 from connectors.ldap import Deactivation, LdapConnector
 from directory.config import LdapAppConfig
+from tests import ldap_server
 from tests.harnesses.ldap import LdapHarness
 from tests.ldap_server import (
     SERVICE_DN,
@@ -270,3 +271,13 @@ def test_a_server_down_is_transient_and_the_connector_reconnects(tmp_path: Path)
         # the dead pooled connection was dropped: a new one binds
         assert connector.get_account(created.id).attributes["uid"] == "steady"
         connector.close()
+
+
+def test_without_slapd_the_tests_skip_or_fail_as_ci_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ldap_server, "SLAPD", "/nonexistent/slapd")
+    monkeypatch.delenv(ldap_server.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install slapd"):
+        ldap_server.slapd_or_skip()
+    monkeypatch.setenv(ldap_server.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="ROSTER_REQUIRE_LDAP is set but"):
+        ldap_server.slapd_or_skip()
