@@ -118,7 +118,8 @@ def _ldap(
     transport: httpx.BaseTransport | None,  # LDAP is no HTTP: tests use a real slapd
 ) -> Connector:
     assert isinstance(app, LdapAppConfig)
-    if token is None:
+    if token is None or not token.get_secret_value():
+        # RFC 4513 §5.1.2: a simple bind with an empty password is anonymous, not refused
         raise ConfigError(f"app {app.name!r}: an LDAP app needs its bind password")
     deactivation = (
         Deactivation(ou=app.disabled_ou)

@@ -106,3 +106,15 @@ def test_tls_verify_false_is_warned_about_on_every_report(tmp_path: Path) -> Non
     assert config_warnings(unverified)[0].startswith(
         "warning: TLS certificate verification is off (tls_verify: false)"
     )
+
+
+def test_an_empty_bind_password_is_refused_not_sent(tmp_path: Path) -> None:
+    """RFC 4513 §5.1.2: a simple bind with no password is an anonymous bind, which many
+    servers accept; Roster must never mistake it for its service account."""
+    from pydantic import SecretStr
+
+    from connectors.build import build_connector
+
+    (app,) = load_config(write(tmp_path, MINIMAL)).apps
+    with pytest.raises(ConfigError, match="needs its bind password"):
+        build_connector(app, SecretStr(""), dry_run=False)

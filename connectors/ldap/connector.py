@@ -54,6 +54,7 @@ from connectors.ldap.entries import (
     parent_dn,
     rdn_of,
     text,
+    values_of,
 )
 from connectors.ldap.results import (
     ATTRIBUTE_OR_VALUE_EXISTS,
@@ -334,7 +335,7 @@ class LdapConnector:
     def _entry(self, raw: Mapping[str, Any]) -> Entry:
         dn = str(raw.get("dn") or "")
         attributes: Mapping[str, Sequence[Any]] = raw.get("attributes") or {}
-        uuids = [str(v) for v in attributes.get(ID_ATTRIBUTE) or []]
+        uuids = [str(v) for v in values_of(attributes, ID_ATTRIBUTE)]
         if not dn or len(uuids) != 1 or not is_entry_uuid(uuids[0]):
             raise InvalidResponseError(f"search: entry {dn or '(no DN)'} has no valid entryUUID")
         return Entry(dn, uuids[0].lower(), attributes)
@@ -533,8 +534,8 @@ class LdapConnector:
         finally:
             if pin is None:
                 self._checkin(connection)
-        code = check_result(label, target, result, ok)
         logger.debug("%s %s -> %s", label, target, result.get("description"))
+        code = check_result(label, target, result, ok)
         entries = [r for r in response or [] if r.get("type") == "searchResEntry"]
         control = (result.get("controls") or {}).get(PAGED_RESULTS) or {}
         cookie = (control.get("value") or {}).get("cookie") or None

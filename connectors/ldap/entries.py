@@ -124,7 +124,7 @@ class Deactivation:
             return is_under(dn, self.ou)
         assert self.attribute is not None
         wanted = self.disabled_value.lower()
-        return any(str(v).lower() == wanted for v in _values(attributes, self.attribute))
+        return any(str(v).lower() == wanted for v in values_of(attributes, self.attribute))
 
     def lock(self, disabled: bool) -> Changes:
         """The modification that disables (or enables) the account in attribute mode."""
@@ -167,7 +167,7 @@ class EntryShape:
             elif name == self.rdn_attribute:
                 flat[name] = rdn_value(dn)
             else:
-                flat[name] = _read(_values(raw, name))
+                flat[name] = _read(values_of(raw, name))
         return flat
 
     def for_add(self, attributes: Attributes) -> dict[str, Any]:
@@ -198,8 +198,9 @@ class EntryShape:
         return modify
 
 
-def _values(raw: Mapping[str, Sequence[Any]], name: str) -> list[Any]:
-    """An attribute's values, whatever case the server spelt its name in."""
+def values_of(raw: Mapping[str, Sequence[Any]], name: str) -> list[Any]:
+    """An attribute's values, whatever case the server spelt its name in (RFC 4512
+    §2.5: attribute names are case-insensitive)."""
     if name in raw:
         return list(raw[name] or [])
     folded = name.lower()
