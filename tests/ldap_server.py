@@ -68,8 +68,7 @@ directory {root}/data
 index objectClass,entryUUID eq
 index uid,mail,cn eq
 # size.prtotal: a paged search may return everything, one page at a time (RFC 2696)
-limits dn.exact="{service_dn}" size.soft={size} size.hard={size} \
-size.prtotal=unlimited
+limits dn.exact="{service_dn}" size.soft={size} size.hard={size} {paged_total}
 overlay ppolicy
 ppolicy_default "{policy_dn}"
 access to attrs=userPassword
@@ -111,7 +110,9 @@ class Tree:
 class Slapd:
     """A running slapd; ``admin()`` is a rootdn connection for seeding and reading back."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, paged_total: str = "size.prtotal=unlimited") -> None:
+        """``paged_total``: the service account's limit on paged searches; empty for
+        slapd's default (the hard size limit, as for any search)."""
         self.root = root
         self.port = _free_port()
         self.tls_port = _free_port()
@@ -129,6 +130,7 @@ class Slapd:
                 service_dn=SERVICE_DN,
                 policy_dn=POLICY_DN,
                 size=SIZE_LIMIT,
+                paged_total=paged_total,
             ),
             encoding="utf-8",
         )
@@ -269,9 +271,9 @@ def slapd_or_skip() -> None:
 
 
 @contextlib.contextmanager
-def running_slapd(root: Path) -> Iterator[Slapd]:
+def running_slapd(root: Path, **settings: str) -> Iterator[Slapd]:
     slapd_or_skip()
-    server = Slapd(root)
+    server = Slapd(root, **settings)
     try:
         yield server
     finally:

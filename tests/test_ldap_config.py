@@ -118,3 +118,18 @@ def test_an_empty_bind_password_is_refused_not_sent(tmp_path: Path) -> None:
     (app,) = load_config(write(tmp_path, MINIMAL)).apps
     with pytest.raises(ConfigError, match="needs its bind password"):
         build_connector(app, SecretStr(""), dry_run=False)
+
+
+def test_a_plain_bind_to_another_host_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pydantic import SecretStr
+
+    from connectors.build import build_connector
+
+    remote = MINIMAL.replace("ldap://127.0.0.1:3389", "ldap://ldap.example.org")
+    for text, warned in ((MINIMAL, False), (remote, True)):
+        caplog.clear()
+        (app,) = load_config(write(tmp_path, text)).apps
+        build_connector(app, SecretStr("pw"), dry_run=False).close()  # connects lazily
+        assert ("its password crosses the network unencrypted" in caplog.text) is warned

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from connectors.build import ldap_connections
 from connectors.errors import (
     AuthError,
+    BadRequestError,
     ConflictError,
     DryRunError,
     NotFoundError,
@@ -281,3 +282,18 @@ def test_without_slapd_the_tests_skip_or_fail_as_ci_asks(monkeypatch: pytest.Mon
     monkeypatch.setenv(ldap_server.REQUIRE_ENV, "1")
     with pytest.raises(pytest.fail.Exception, match="ROSTER_REQUIRE_LDAP is set but"):
         ldap_server.slapd_or_skip()
+
+
+def test_a_listing_the_server_cuts_short_fails_instead_of_looking_complete(
+    tmp_path: Path,
+) -> None:
+    """slapd's default limits paged searches to the hard size limit too: half a listing
+    read as whole would look like deleted accounts, and the plan would re-create them."""
+    with running_slapd(tmp_path, paged_total="") as strict:
+        harness = LdapHarness(strict, strict.fresh_tree())
+        for i in range(SIZE_LIMIT + 3):
+            harness.seed(harness.attributes(i))
+        connector = harness.connector(page_size=3)
+        with pytest.raises(BadRequestError, match=r"4 sizeLimitExceeded.*size\.prtotal"):
+            list(connector.list_accounts())
+        connector.close()

@@ -331,6 +331,16 @@ class LdapConnector:
             return self._send("search", base, search, ok=ok, retry=retry, pin=pin)
         except NotFoundError as exc:
             raise _missing_base(exc) from exc
+        except BadRequestError as exc:
+            if pin is None or exc.status != SIZE_LIMIT_EXCEEDED:
+                raise
+            # A listing cut short must fail: read as complete, it would look like
+            # accounts deleted from the app, and the plan would create them again.
+            raise BadRequestError(
+                f"{exc}: the server limits paged searches too; let the bind DN page past"
+                " its size limit (OpenLDAP: size.prtotal=unlimited in its limits)",
+                status=exc.status,
+            ) from exc
 
     def _entry(self, raw: Mapping[str, Any]) -> Entry:
         dn = str(raw.get("dn") or "")
