@@ -1,15 +1,8 @@
 """An LDAP directory (RFC 4511) as an app: ``inetOrgPerson`` entries under a base DN.
 
-Every operation goes through ``LdapConnector._send``, the one method that talks to
-ldap3: it refuses writes in dry-run mode, spends the app's rate budget, leases a bound
-connection from the pool, retries busy/unavailable servers and dead sockets with
-tenacity, maps result codes to ``connectors.errors`` (``connectors.ldap.results``) and
-logs the operation, the DN and the result only (a bind request holds the password).
-
-Connections come from a factory built outside (``connectors.build``): ldap3
-``Connection`` objects with the ``SAFE_SYNC`` strategy, so each call returns its own
-result instead of leaving it on the connection. The pool lends each connection to one
-thread at a time and keeps as many as were ever needed at once (the app's concurrency).
+What to send, not how: every operation goes through ``LdapWire.send``
+(``connectors.ldap.wire``), which owns the connections, retries, dry run and error
+mapping.
 
 The remote id is the entry's ``entryUUID`` (RFC 4530): it survives renames and moves,
 which the DN does not. Each operation on an id first finds the entry by it.
@@ -17,29 +10,20 @@ which the DN does not. Each operation on an id first finds the entry by it.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ldap3
-from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_random_exponential
 
 from connectors.base import Account, AccountPage, Attributes, Connector
 from connectors.errors import (
     BadRequestError,
     ConflictError,
-    DryRunError,
     InvalidResponseError,
     NotFoundError,
-    TransientError,
 )
 from connectors.ldap.entries import (
     ACTIVE,
@@ -58,46 +42,14 @@ from connectors.ldap.entries import (
 )
 from connectors.ldap.results import (
     ATTRIBUTE_OR_VALUE_EXISTS,
-    COMMUNICATION_ERRORS,
     NO_SUCH_ATTRIBUTE,
     OBJECT_CLASS_VIOLATION,
     SIZE_LIMIT_EXCEEDED,
-    check_result,
-    communication_error,
 )
+from connectors.ldap.wire import ConnectionFactory, LdapWire, OperationStats, Pin, Reply
 from connectors.ratelimit import RateLimiter
 
-logger = logging.getLogger("roster.connectors.ldap")
-
-#: RFC 2696 simple paged results
-PAGED_RESULTS = "1.2.840.113556.1.4.319"
 PERSON_FILTER = f"(objectClass={OBJECT_CLASS})"
-
-ConnectionFactory = Callable[[], ldap3.Connection]
-
-
-@dataclass
-class OperationStats:
-    """What one public call cost: logical operations, and sends including retries."""
-
-    requests: int = 0
-    attempts: int = 0
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One operation's outcome: its result code and, for a search, the entries found."""
-
-    code: int
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    cookie: bytes | None = None
-
-
-@dataclass
-class _Pin:
-    """The one connection a paged search keeps across its pages."""
-
-    connection: ldap3.Connection | None = None
 
 
 @dataclass(frozen=True)
@@ -132,57 +84,41 @@ class LdapConnector:
         """``groups``: DNs of ``groupOfNames`` entries every active account is a member of."""
         self.name = name
         self.dry_run = dry_run
-        self._connect = connect
         self._base_dn = base_dn
         self._shape = EntryShape(tuple(attributes), rdn_attribute, deactivation)
         self._deactivation = deactivation
         self._groups = list(groups)
         self._page_size = page_size
-        self._start_tls = start_tls
-        self._limiter = rate_limiter
-        self._idle: queue.SimpleQueue[ldap3.Connection] = queue.SimpleQueue()
-        self._opened: list[ldap3.Connection] = []
-        self._opened_lock = threading.Lock()
-        self._local = threading.local()
-        self._retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(max_retries + 1),
-            wait=wait_random_exponential(multiplier=backoff_base, max=backoff_cap),
+        self._wire = LdapWire(
+            name,
+            connect,
+            start_tls=start_tls,
+            dry_run=dry_run,
+            rate_limiter=rate_limiter,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
             sleep=sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
         )
-
-    # -- attempt accounting (as in connectors.scim) ------------------------------------
 
     @property
     def last_operation(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        return stats if stats is not None else OperationStats()
+        return self._wire.last_operation
 
     @property
     def last_attempts(self) -> int:
         """LDAP operations sent by this thread's most recent public call, retries included."""
-        return self.last_operation.attempts
-
-    def _begin(self) -> None:
-        self._local.stats = OperationStats()
-
-    def _stats(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        if stats is None:
-            stats = self._local.stats = OperationStats()
-        return stats
+        return self._wire.last_operation.attempts
 
     # -- operations (connectors.base.Connector) -------------------------------------
 
     def list_accounts(self) -> Iterator[AccountPage]:
         """Each base (``base_dn``, and ``disabled_ou`` when it lies outside) page by page
         with the paged-results control, which servers honour past their size limit."""
-        self._begin()
+        self._wire.begin()
         members = self._all_members()
         seen: set[str] = set()
-        pin = _Pin()
+        pin = Pin()
         try:
             for base in self._bases():
                 cookie: bytes | None = None
@@ -193,12 +129,11 @@ class LdapConnector:
                     cookie = reply.cookie
                     yield self._page(reply.entries, members, seen)
         finally:
-            if pin.connection is not None:
-                self._checkin(pin.connection)
+            self._wire.release(pin)
 
     def find_account(self, attribute: str, value: str) -> Account | None:
         """RFC 4515 §3: the value is escaped, so ``*)(uid=*`` matches itself only."""
-        self._begin()
+        self._wire.begin()
         if attribute == ACTIVE or attribute not in self._shape.attributes:
             raise BadRequestError(f"find: {attribute!r} is not a mapped attribute of {self.name}")
         where = f"({attribute}={escape_filter_chars(value)})"
@@ -214,20 +149,20 @@ class LdapConnector:
         return self._account(self._entry(found[0]), self._memberships(found[0]["dn"]))
 
     def get_account(self, remote_id: str) -> Account:
-        self._begin()
+        self._wire.begin()
         entry = self._resolve(remote_id)
         return self._account(entry, self._memberships(entry.dn))
 
     def create_account(self, attributes: Attributes) -> Account:
         """entryAlreadyExists raises ConflictError: the caller finds the entry and adopts it."""
-        self._begin()
+        self._wire.begin()
         rdn = text(attributes.get(self._shape.rdn_attribute))
         if rdn is None:
             raise BadRequestError(f"add: no {self._shape.rdn_attribute} to name the entry")
         dn = f"{self._shape.rdn_for(rdn)},{self._base_dn}"
         values = self._shape.for_add(attributes)
         try:
-            self._send("add", dn, lambda c: c.add(dn, [OBJECT_CLASS], values), write=True)
+            self._wire.send("add", dn, lambda c: c.add(dn, [OBJECT_CLASS], values), write=True)
         except NotFoundError as exc:
             raise _missing_base(exc) from exc
         if attributes.get(ACTIVE) is False:
@@ -240,7 +175,7 @@ class LdapConnector:
     def update_account(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
         """A new RDN value (``uid``) is a modify DN; the rest one modify; ``active``
         last. ``current`` is not needed: LDAP modifies attribute by attribute."""
-        self._begin()
+        self._wire.begin()
         if not changes:
             return
         entry = self._resolve(remote_id)
@@ -250,28 +185,24 @@ class LdapConnector:
             dn = self._rename(entry, changes[rdn])
         modify = self._shape.for_modify(changes)
         if modify:
-            self._send("modify", dn, lambda c: c.modify(dn, modify), write=True)
+            self._wire.send("modify", dn, lambda c: c.modify(dn, modify), write=True)
         if changes.get(ACTIVE) is True:
             self._enable(dn)
         elif changes.get(ACTIVE) is False:
             self._disable(dn)
 
     def deactivate_account(self, remote_id: str) -> None:
-        self._begin()
+        self._wire.begin()
         self._disable(self._resolve(remote_id).dn)
 
     def delete_account(self, remote_id: str) -> None:
-        self._begin()
+        self._wire.begin()
         dn = self._resolve(remote_id).dn
         self._leave_groups(dn)
-        self._send("delete", dn, lambda c: c.delete(dn), write=True)
+        self._wire.send("delete", dn, lambda c: c.delete(dn), write=True)
 
     def close(self) -> None:
-        with self._opened_lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            with contextlib.suppress(LDAPException, OSError):
-                connection.unbind()
+        self._wire.close()
 
     # -- reading --------------------------------------------------------------------
 
@@ -306,7 +237,7 @@ class LdapConnector:
         scope: str = ldap3.SUBTREE,
         limit: int = 0,
         page: bytes | None = None,
-        pin: _Pin | None = None,
+        pin: Pin | None = None,
     ) -> Reply:
         """``pin``: a paged search, on the pinned connection; ``page``: the cookie of the
         page to read, None for the first."""
@@ -328,7 +259,7 @@ class LdapConnector:
         # a cookie belongs to its connection: a later page cannot be retried on another
         retry = page is None
         try:
-            return self._send("search", base, search, ok=ok, retry=retry, pin=pin)
+            return self._wire.send("search", base, search, ok=ok, retry=retry, pin=pin)
         except NotFoundError as exc:
             raise _missing_base(exc) from exc
         except BadRequestError as exc:
@@ -402,7 +333,7 @@ class LdapConnector:
             return c.search(group, where, ldap3.BASE, attributes=[attribute])
 
         try:
-            return self._send("search", group, search).entries
+            return self._wire.send("search", group, search).entries
         except NotFoundError as exc:
             raise _missing_base(exc) from exc
 
@@ -418,7 +349,7 @@ class LdapConnector:
 
     def _modify_group(self, group: str, change: Changes, *, ok: int) -> None:
         try:
-            self._send(
+            self._wire.send(
                 "modify", group, lambda c: c.modify(group, change), write=True, ok=frozenset({ok})
             )
         except BadRequestError as exc:
@@ -443,7 +374,7 @@ class LdapConnector:
         if rdn == rdn_of(entry.dn):
             return entry.dn
         # not retried in place: a rename that landed would come back noSuchObject
-        self._send(
+        self._wire.send(
             "modify DN",
             entry.dn,
             lambda c: c.modify_dn(entry.dn, rdn, delete_old_dn=True),
@@ -463,7 +394,7 @@ class LdapConnector:
         rule = self._deactivation
         if rule.ou is None:
             lock = rule.lock(True)
-            self._send("modify", dn, lambda c: c.modify(dn, lock), write=True)
+            self._wire.send("modify", dn, lambda c: c.modify(dn, lock), write=True)
         elif not is_under(dn, rule.ou):
             self._move(dn, rule.ou)
         self._leave_groups(dn)
@@ -472,7 +403,7 @@ class LdapConnector:
         rule = self._deactivation
         if rule.ou is None:
             unlock = rule.lock(False)
-            self._send("modify", dn, lambda c: c.modify(dn, unlock), write=True)
+            self._wire.send("modify", dn, lambda c: c.modify(dn, unlock), write=True)
         elif is_under(dn, rule.ou):
             dn = self._move(dn, self._base_dn)
         self._join_groups(dn)
@@ -480,7 +411,7 @@ class LdapConnector:
     def _move(self, dn: str, superior: str) -> str:
         """Modify DN to a new parent; the new DN. Not retried in place (see _rename)."""
         rdn = rdn_of(dn)
-        self._send(
+        self._wire.send(
             "modify DN",
             dn,
             lambda c: c.modify_dn(dn, rdn, new_superior=superior),
@@ -490,114 +421,6 @@ class LdapConnector:
         return f"{rdn},{superior}"
 
     # -- the wire ----------------------------------------------------------------------
-
-    def _send(
-        self,
-        label: str,
-        target: str,
-        request: Callable[[ldap3.Connection], Any],
-        *,
-        write: bool = False,
-        ok: frozenset[int] = frozenset(),
-        retry: bool = True,
-        pin: _Pin | None = None,
-    ) -> Reply:
-        """The one place that talks to ldap3. Raises the typed errors of connectors.errors.
-
-        ``pin``: keep one connection across calls (a paged search), instead of leasing
-        one from the pool for this call alone.
-        """
-        if write and self.dry_run:
-            raise DryRunError(f"{label} {target}: refused, app {self.name} is in dry-run mode")
-        stats = self._stats()
-        stats.requests += 1
-        if not retry:
-            return self._attempt(label, target, request, ok, pin, stats)
-        for attempt in self._retrying:
-            with attempt:
-                return self._attempt(label, target, request, ok, pin, stats)
-        raise AssertionError("tenacity returned without a result")  # pragma: no cover
-
-    def _attempt(
-        self,
-        label: str,
-        target: str,
-        request: Callable[[ldap3.Connection], Any],
-        ok: frozenset[int],
-        pin: _Pin | None,
-        stats: OperationStats,
-    ) -> Reply:
-        stats.attempts += 1
-        if self._limiter is not None:
-            self._limiter.acquire()
-        if pin is not None:
-            if pin.connection is None or pin.connection.closed:
-                pin.connection = self._checkout()
-            connection = pin.connection
-        else:
-            connection = self._checkout()
-        try:
-            _, result, response, _ = request(connection)  # the 4th: the request, unread
-        except COMMUNICATION_ERRORS as exc:
-            self._discard(connection)
-            raise communication_error(label, target, exc) from None
-        finally:
-            if pin is None:
-                self._checkin(connection)
-        logger.debug("%s %s -> %s", label, target, result.get("description"))
-        code = check_result(label, target, result, ok)
-        entries = [r for r in response or [] if r.get("type") == "searchResEntry"]
-        control = (result.get("controls") or {}).get(PAGED_RESULTS) or {}
-        cookie = (control.get("value") or {}).get("cookie") or None
-        return Reply(code, entries, cookie)
-
-    def _checkout(self) -> ldap3.Connection:
-        """A bound connection for the calling thread alone, from the pool or new."""
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            return self._open()
-
-    def _checkin(self, connection: ldap3.Connection) -> None:
-        """Back to the pool, unless its socket failed (``_discard`` closed it)."""
-        if not connection.closed:
-            self._idle.put(connection)
-
-    def _open(self) -> ldap3.Connection:
-        """A new connection, bound (after StartTLS when asked): the bind's result maps
-        like any other (49: AuthError)."""
-        connection = self._connect()
-        if not connection.strategy.thread_safe:
-            raise TypeError("the connection factory must use ldap3's SAFE_SYNC strategy")
-        target = str(connection.server.host)
-        try:
-            connection.open(read_server_info=False)
-            if self._start_tls:
-                connection.start_tls(read_server_info=False)
-            _, result, _, _ = connection.bind()
-        except COMMUNICATION_ERRORS as exc:
-            self._discard(connection)
-            raise communication_error("bind", target, exc) from None
-        try:
-            check_result("bind", f"as {connection.user}", result)
-        except Exception:
-            self._discard(connection)
-            raise
-        with self._opened_lock:
-            self._opened.append(connection)
-        return connection
-
-    def _discard(self, connection: ldap3.Connection) -> None:
-        with contextlib.suppress(LDAPException, OSError):
-            connection.unbind()
-        with self._opened_lock:
-            if connection in self._opened:
-                self._opened.remove(connection)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        logger.info("app %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, wait)
 
 
 def _missing_base(exc: NotFoundError) -> BadRequestError:
