@@ -114,7 +114,8 @@ def test_a_held_sync_shows_its_approval_form_in_the_prefect_ui(
                 ui_flow_run_url(ui, paused["id"], v1=True), lambda dom: "Resume" in dom
             )
             assert "Paused" in page and "Resume" in page
-            form = json.loads(run_input(f"{ui}/api", paused, "schema"))  # what the Resume dialog renders
+            # what the Resume dialog renders
+            form = json.loads(run_input(f"{ui}/api", paused, "schema"))
             assert {"approve", "approver", "comment"} <= set(form["properties"])
             assert "3 actions" in run_input(f"{ui}/api", paused, "description")
             screenshot(ui_flow_run_url(ui, paused["id"], v1=True), APPROVAL, size=(1400, 700))
