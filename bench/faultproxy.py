@@ -23,7 +23,8 @@ page-shift          paged list requests only: ``startIndex`` forwarded shifted b
 ==================  =====================================================================
 
 A fault that cannot apply to a request (a wrong total on a POST) is not drawn for it, so
-rates are per applicable request. ``injected`` counts what was really injected per kind and
+rates are per applicable request; a body fault drawn for an answer without a body (a 204)
+is not injected, nor counted. ``injected`` counts what was really injected per kind and
 ``upstream`` counts, per method, the requests that reached the app, so a test can count
 writes. Threads interleave, so a seed fixes the fault sequence only for sequential requests.
 
@@ -291,6 +292,11 @@ def _applies(fault: Fault, exchange: Exchange) -> bool:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     proxy: FaultProxy
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanishes (reset, killed) is part of the game, not a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
