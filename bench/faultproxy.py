@@ -94,23 +94,12 @@ STATS_PATH = "/_faultproxy/stats"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 HTML_ERROR = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 #: hop-by-hop headers (RFC 9110 §7.6.1) and those the proxy recomputes
-_DROP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-encoding",
-        "accept-encoding",
-        "date",
-        "server",
-    }
-)
+# fmt: off
+_DROP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "host", "content-length", "content-encoding", "accept-encoding", "date", "server",
+})
+# fmt: on
 
 
 def spread(total: float, faults: Collection[Fault] = tuple(Fault)) -> dict[Fault, float]:
@@ -316,21 +305,6 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: request lines would flood test output (and headers are never logged)."""
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
     def _serve(self) -> None:
         proxy = self.server.proxy
         exchange = self._read()
@@ -345,6 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(proxy, exchange, fault)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (or was killed): nothing to do
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     def _answer(self, proxy: FaultProxy, exchange: Exchange, fault: Fault | None) -> None:
         if fault in REFUSALS:
