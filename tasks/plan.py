@@ -11,6 +11,7 @@ No I/O, no clock, no Prefect. Every account lands in exactly one named situation
     drifted        linked, attributes differ                             update (changed only)
     gone           linked, the account vanished from the app             create | report | unlink
     deprovision    linked, no longer in scope (unassigned or inactive)   deactivate | delete
+                   (or unlinked but Roster's own: see ``owner_keys``)
     deprovisioned  linked, out of scope, already inactive                none
     orphan         app account with no directory user                    report
     unmanaged      app account of a directory user out of scope          report
@@ -108,6 +109,11 @@ class PlanRules:
     case_insensitive: frozenset[str] = frozenset({"userName", WORK_EMAIL})
     #: the sign-in name of an app account, for rows with no directory user
     login_attribute: str = "userName"
+    #: targets written from the directory's user id (``externalId`` by default). RFC 7643
+    #: §3.1 makes externalId the provisioning client's own identifier, so an unlinked
+    #: account holding a user's id there is one Roster created and never got to link (its
+    #: answer was lost, or the run was killed): it is deprovisioned, not left "unmanaged".
+    owner_keys: frozenset[str] = frozenset()
     deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
     on_missing: MissingPolicy = MissingPolicy.RECREATE
     actions: frozenset[Action] = field(
@@ -126,6 +132,7 @@ class PlanRules:
             references=frozenset(refs),
             case_insensitive=app.case_insensitive & set(mapping),
             login_attribute=app.login_attribute,
+            owner_keys=frozenset(t for t, s in mapping.items() if s == "user_id"),
             deprovision=app.deprovision,
             on_missing=app.on_missing,
             actions=frozenset(app.actions),
@@ -406,13 +413,26 @@ def _plan_matched(
     scoped = matched[in_scope]
     changes = diff_attributes(scoped, actual_by_id.loc[scoped["remote_id"]], rules)
     linking = _rows(scoped, situation=Situation.MATCHED, action=PlannedAction.LINK, changes=changes)
+    out = matched[~in_scope]
+    accounts = actual_by_id.loc[out["remote_id"]]
+    ours = _created_by_roster(out, accounts, rules)
     unmanaged = _rows(
-        matched[~in_scope],
+        out[~ours],
         situation=Situation.UNMANAGED,
         action=PlannedAction.REPORT,
         note="account of a directory user who is not assigned this app",
     )
-    return _concat([linking, unmanaged])
+    reclaimed = _plan_deprovision(out[ours].assign(link_status=None), accounts[ours], rules)
+    return _concat([linking, unmanaged, reclaimed])
+
+
+def _created_by_roster(users: pd.DataFrame, accounts: pd.DataFrame, rules: PlanRules) -> np.ndarray:
+    """Per row, whether the account carries the user's directory id in an owner key."""
+    ours = np.zeros(len(users), dtype=bool)
+    user_ids = users["user_id"].to_numpy(dtype=object)
+    for key in rules.owner_keys & set(accounts.columns):
+        ours |= np.equal(accounts[key].to_numpy(dtype=object), user_ids).astype(bool)
+    return ours
 
 
 def _plan_unmatched(
