@@ -124,6 +124,8 @@ class AppConfig(BaseModel):
     default_match_on: ClassVar[tuple[str, ...]] = ("userName", WORK_EMAIL)
     #: False where the app can be reached without a secret (a database on a trusted socket)
     secret_required: ClassVar[bool] = True
+    #: attributes the app compares case-insensitively (RFC 7643 §4.1.1: SCIM's userName)
+    case_insensitive: ClassVar[frozenset[str]] = frozenset({"userName", WORK_EMAIL})
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     connector: str

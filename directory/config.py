@@ -35,7 +35,7 @@ from directory.appbase import (
     TokenError,
     UpdateMethod,
 )
-from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, ScimAppConfig
+from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, ScimAppConfig, SqlAppConfig
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -54,6 +54,7 @@ __all__ = [
     "RosterConfig",
     "Safety",
     "ScimAppConfig",
+    "SqlAppConfig",
     "TokenError",
     "UpdateMethod",
     "load_config",

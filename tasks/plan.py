@@ -122,7 +122,7 @@ class PlanRules:
             targets=tuple(mapping),
             match_on=tuple(app.match_on),
             references=frozenset(refs),
-            case_insensitive=frozenset({"userName", WORK_EMAIL} & set(mapping)),
+            case_insensitive=app.case_insensitive & set(mapping),
             deprovision=app.deprovision,
             on_missing=app.on_missing,
             actions=frozenset(app.actions),
