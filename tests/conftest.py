@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
 from tests.scim_apps import TOKEN, InProcessScim
+from tests.sql_roles import RoleSandbox, admin_url
 from tests.sync_env import Installation, route_to
 
 POSTGRES_URL_ENV = "ROSTER_TEST_POSTGRES_URL"
@@ -130,3 +131,14 @@ def _no_real_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's exported PREFECT_API_URL must never receive test events (they could
     trigger real offboardings); tests that want a server start their own."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+
+@pytest.fixture
+def sql_sandbox() -> Iterator[RoleSandbox]:
+    """Roles of one test on the shared PostgreSQL cluster (tests/sql_roles.py), all
+    dropped afterwards."""
+    sandbox = RoleSandbox(admin_url())
+    try:
+        yield sandbox
+    finally:
+        sandbox.cleanup()
