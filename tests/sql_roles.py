@@ -58,11 +58,12 @@ class RoleSandbox:
         attributes: Sequence[str] = tuple(SQL_DEFAULT_MAPPING),
         url: URL | None = None,
         max_retries: int = 0,
+        timeout: float = 10,
         **settings: Any,
     ) -> SqlConnector:
         """A connector over this sandbox's roles; no retries unless asked (tests that
         expect a failure should not wait for backoff)."""
-        engine = sql_engine(url or self.url, None, app_name="test", pool_size=2, timeout=10)
+        engine = sql_engine(url or self.url, None, app_name="test", pool_size=2, timeout=timeout)
         options: dict[str, Any] = {
             "managed_role": self.managed_role,
             "name_prefix": self.prefix,

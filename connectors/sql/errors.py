@@ -65,6 +65,9 @@ _PASSING = (
     "not accepting connections",
     "not currently accepting connections",
 )
+#: XX000 is "internal error", but this one is a race on a catalog row: a DBA's ALTER ROLE
+#: committed while ours waited for it; ours is fine to repeat
+_CONCURRENT_UPDATE = "tuple concurrently updated"
 _HINTS: dict[str, str] = {
     "2BP01": "the role owns objects or holds privileges; set reassign_owned_to to move"
     " them, or clear them by hand",
@@ -82,8 +85,10 @@ def map_error(what: str, exc: BaseException) -> ConnectorError:
     state = cause.sqlstate
     if state is None:
         return _without_sqlstate(what, cause)
-    kind = _BY_SQLSTATE.get(state) or _BY_CLASS.get(state[:2], ConnectorError)
     primary = cause.diag.message_primary or type(cause).__name__
+    kind = _BY_SQLSTATE.get(state) or _BY_CLASS.get(state[:2], ConnectorError)
+    if state == "XX000" and primary == _CONCURRENT_UPDATE:
+        kind = TransientError
     message = f"{what}: {state} {_clean(primary)}"
     if state in _HINTS:
         message += f" ({_HINTS[state]})"
