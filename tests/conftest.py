@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
+from tests.pg_cluster import password_cluster
 from tests.scim_apps import TOKEN, InProcessScim
 from tests.sql_roles import RoleSandbox, admin_url
 from tests.sync_env import Installation, route_to
@@ -131,6 +132,14 @@ def _no_real_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's exported PREFECT_API_URL must never receive test events (they could
     trigger real offboardings); tests that want a server start their own."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def scram_postgres() -> Iterator[str | None]:
+    """A private PostgreSQL that checks passwords (tests/pg_cluster.py), started on first
+    use for the whole session; None where PostgreSQL's server binaries are missing."""
+    with password_cluster() as url:
+        yield url
 
 
 @pytest.fixture

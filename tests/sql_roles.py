@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
+from pydantic import SecretStr
 from sqlalchemy.engine import URL, make_url
 
 from connectors.sql import SqlConnector, sql_engine
@@ -42,12 +43,15 @@ def conninfo(url: URL) -> str:
 class RoleSandbox:
     """A managed role and a name prefix of its own; reads the server directly."""
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, password: str | None = None) -> None:
         self.url = url
+        self.password = password
         self.tag = f"rt{uuid.uuid4().hex[:10]}"
         self.prefix = f"{self.tag}_"
         self.managed_role = f"{self.tag}-managed"
-        self._admin = psycopg.connect(conninfo(url), autocommit=True, row_factory=dict_row)
+        self._admin = psycopg.connect(
+            conninfo(url), password=password, autocommit=True, row_factory=dict_row
+        )
         self._connectors: list[SqlConnector] = []
 
     # -- connectors ----------------------------------------------------------------
@@ -63,7 +67,8 @@ class RoleSandbox:
     ) -> SqlConnector:
         """A connector over this sandbox's roles; no retries unless asked (tests that
         expect a failure should not wait for backoff)."""
-        engine = sql_engine(url or self.url, None, app_name="test", pool_size=2, timeout=timeout)
+        secret = SecretStr(self.password) if self.password is not None else None
+        engine = sql_engine(url or self.url, secret, app_name="test", pool_size=2, timeout=timeout)
         options: dict[str, Any] = {
             "managed_role": self.managed_role,
             "name_prefix": self.prefix,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Iterator
 
 import pytest
 from psycopg import sql
@@ -21,20 +20,21 @@ from connectors.errors import AuthError, TransientError
 from directory.config import SqlAppConfig
 from tasks.apply import Disposition, disposition
 from tasks.session import open_connector
-from tests.pg_cluster import password_cluster
+from tests.pg_cluster import SCRAM_PASSWORD
 from tests.sql_roles import RoleSandbox
 
 pytestmark = pytest.mark.postgres
 
 #: spaces included: a database password is not an HTTP header
-PASSWORD = "correct horse battery staple"
+PASSWORD = SCRAM_PASSWORD
 WRONG = "wrong-password-7f3a9c1e"
 
 
-@pytest.fixture(scope="module")
-def scram_url() -> Iterator[str]:
-    with password_cluster(PASSWORD) as url:
-        yield url
+@pytest.fixture
+def scram_url(scram_postgres: str | None) -> str:
+    if scram_postgres is None:
+        pytest.skip("no private PostgreSQL (initdb) to check passwords against")
+    return scram_postgres
 
 
 def sql_app(url: str, **settings: object) -> SqlAppConfig:
