@@ -1,4 +1,5 @@
-"""A whole Roster installation for flow tests: a store, a config file, real SCIM apps."""
+"""A whole Roster installation for flow tests: a store, a config file, real SCIM apps
+(and apps of other kinds, whose settings carry their own ``connector``)."""
 
 from __future__ import annotations
 
@@ -45,12 +46,16 @@ class Installation:
     def write_config(self, **overrides: Any) -> None:
         apps = []
         for name in self.apps:
+            settings = self.app_settings.get(name, {})
+            if settings.get("connector", "scim") != "scim":  # another kind: its own entry
+                apps.append({"name": name, **settings})
+                continue
             entry = {
                 "name": name,
                 "connector": "scim",
                 "base_url": self.scim.base_url(name),
                 "token_env": "ROSTER_TEST_TOKEN",
-                **self.app_settings.get(name, {}),
+                **settings,
             }
             apps.append(entry)
         document = {
