@@ -90,13 +90,17 @@ def test_deactivate_and_reactivate_switch_login(sql_sandbox: RoleSandbox) -> Non
     assert sql_sandbox.roles()[name]["login"] is True
 
 
-def test_deactivate_ends_the_sessions_already_open(sql_sandbox: RoleSandbox) -> None:
+@pytest.mark.parametrize("how", ["deactivate", "update"])
+def test_deactivating_ends_the_sessions_already_open(sql_sandbox: RoleSandbox, how: str) -> None:
     connector = sql_sandbox.connector()
     account = connector.create_account({"userName": "ann"})
     with sql_sandbox.session_as(sql_sandbox.prefix + "ann") as session:
         assert session.execute("SELECT current_user").fetchone() == (sql_sandbox.prefix + "ann",)
 
-        connector.deactivate_account(account.id)
+        if how == "deactivate":
+            connector.deactivate_account(account.id)
+        else:
+            connector.update_account(account.id, {"active": False}, {})
 
         with pytest.raises(psycopg.OperationalError):
             for _ in range(50):  # the backend exits a moment after the signal

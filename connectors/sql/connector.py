@@ -227,6 +227,8 @@ class SqlConnector:
                 self._set_groups(cur, name, row["member_of"], groups)
 
         self._run("update role", update, write=True)
+        if ACTIVE in changes and not _active(changes[ACTIVE]):
+            self._end_sessions(oid)
 
     def deactivate_account(self, remote_id: str) -> None:
         """NOLOGIN stops new sessions; the open ones are ended after the commit (before
