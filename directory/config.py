@@ -35,7 +35,13 @@ from directory.appbase import (
     TokenError,
     UpdateMethod,
 )
-from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, ScimAppConfig, SqlAppConfig
+from directory.appkinds import (
+    CONNECTOR_KINDS,
+    AnyAppConfig,
+    LdapAppConfig,
+    ScimAppConfig,
+    SqlAppConfig,
+)
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -50,6 +56,7 @@ __all__ = [
     "Constant",
     "DeprovisionMode",
     "HttpAppConfig",
+    "LdapAppConfig",
     "MissingPolicy",
     "RosterConfig",
     "Safety",

@@ -106,6 +106,8 @@ class PlanRules:
     references: frozenset[str] = frozenset()
     #: compared case-insensitively (RFC 7643 §4.1.1: userName is caseExact=false)
     case_insensitive: frozenset[str] = frozenset({"userName", WORK_EMAIL})
+    #: the sign-in name of an app account, for rows with no directory user
+    login_attribute: str = "userName"
     deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
     on_missing: MissingPolicy = MissingPolicy.RECREATE
     actions: frozenset[Action] = field(
@@ -123,6 +125,7 @@ class PlanRules:
             match_on=tuple(app.match_on),
             references=frozenset(refs),
             case_insensitive=app.case_insensitive & set(mapping),
+            login_attribute=app.login_attribute,
             deprovision=app.deprovision,
             on_missing=app.on_missing,
             actions=frozenset(app.actions),
@@ -174,7 +177,7 @@ def plan_changes(
         _plan_linked(linked, _accounts_of(linked, actual_by_id), rules),
         _plan_matched(unlinked, match.pairs, actual_by_id, rules),
         _plan_unmatched(unlinked, match, dead_users, rules),
-        _plan_free_accounts(free, match),
+        _plan_free_accounts(free, match, rules),
     ]
     plan = _gate_disabled_actions(_concat(parts), rules)
     plan["held"] = False
@@ -460,13 +463,13 @@ def _plan_gone(gone: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
     )
 
 
-def _plan_free_accounts(free: pd.DataFrame, match: Matches) -> pd.DataFrame:
+def _plan_free_accounts(free: pd.DataFrame, match: Matches, rules: PlanRules) -> pd.DataFrame:
     rest = free[~free["remote_id"].isin(match.pairs["remote_id"])]
     disputed = rest["remote_id"].isin(list(match.disputed_accounts))
     base = pd.DataFrame(
         {
             "user_id": None,
-            "user_name": rest.get("userName"),
+            "user_name": rest.get(rules.login_attribute),
             "remote_id": rest["remote_id"],
         }
     )

@@ -8,6 +8,8 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
+from tests.harnesses.ldap import LdapHarness
+from tests.ldap_server import Slapd, running_slapd
 from tests.pg_cluster import password_cluster
 from tests.scim_apps import TOKEN, InProcessScim
 from tests.sql_roles import RoleSandbox, admin_url
@@ -39,6 +41,21 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "roster"))
 def scim() -> InProcessScim:
     """A fresh multi-tenant scim2-server, in-process."""
     return InProcessScim()
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """One OpenLDAP slapd for the session (tests/ldap_server.py); each test takes its own
+    subtree with ``slapd.fresh_tree()``. Skips without slapd, fails under
+    ROSTER_REQUIRE_LDAP."""
+    with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
+
+
+@pytest.fixture
+def ldap(slapd: Slapd) -> LdapHarness:
+    """An LDAP app on the session's slapd, in a subtree of its own."""
+    return LdapHarness(slapd, slapd.fresh_tree())
 
 
 def _postgres_url() -> str:

@@ -1,5 +1,5 @@
 """A whole Roster installation for flow tests: a store, a config file, real SCIM apps
-(and apps of other kinds, whose settings carry their own ``connector``)."""
+(in-process), and apps of other kinds whose settings name their own servers."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Installation:
         apps = []
         for name in self.apps:
             settings = self.app_settings.get(name, {})
-            if settings.get("connector", "scim") != "scim":  # another kind: its own entry
+            if settings.get("connector", "scim") != "scim":  # its settings say it all
                 apps.append({"name": name, **settings})
                 continue
             entry = {
