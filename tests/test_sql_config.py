@@ -146,3 +146,21 @@ def test_the_builder_makes_a_sql_connector_whose_engine_hides_the_password(
         assert engine.pool.size() == 3  # type: ignore[attr-defined]
     finally:
         connector.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("postgresql://roster@db.internal/app", True),
+        ("postgresql://roster@db.internal/app?sslmode=require", True),
+        ("postgresql://roster@db.internal/app?sslmode=verify-full", False),
+        ("postgresql://roster@127.0.0.1/app", False),
+        ("postgresql://roster@/app?host=/var/run/postgresql", False),
+    ],
+)
+def test_an_unverified_server_certificate_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str, warned: bool
+) -> None:
+    app = load(tmp_path, MINIMAL.replace("postgresql://roster@127.0.0.1:5432/app", url))
+    build_connector(app, None, dry_run=True).close()  # the engine connects lazily
+    assert ("certificate is not verified" in caplog.text) is warned

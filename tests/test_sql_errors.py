@@ -153,3 +153,21 @@ def test_a_lock_held_past_the_timeout_is_transient_and_the_retry_succeeds(
     assert connector.last_operation.requests == 2  # NOLOGIN, then ending open sessions
     assert connector.last_attempts == 2 + len(sleeps)
     assert sql_sandbox.accounts()["ann"]["login"] is False
+
+
+def test_without_pg_signal_backend_a_leaver_is_still_deactivated_with_a_warning(
+    sql_sandbox: RoleSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    provisioner = sql_sandbox.role_name("provisioner")
+    sql_sandbox.make_role(provisioner, login=True)
+    sql_sandbox.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(provisioner)))
+    connector = sql_sandbox.connector(url=sql_sandbox.url.set(username=provisioner))
+    account = connector.create_account({"userName": "ann"})
+
+    with sql_sandbox.session_as(sql_sandbox.prefix + "ann") as session:
+        connector.deactivate_account(account.id)
+        # not ended (not allowed to): still alive after the moment a signal would take
+        assert session.execute("SELECT 1 FROM pg_sleep(0.3)").fetchone() == (1,)
+
+    assert sql_sandbox.accounts()["ann"]["login"] is False
+    assert "open sessions of role" in caplog.text and "42501" in caplog.text

@@ -8,6 +8,8 @@ ever quotes it.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import math
 from typing import Any
 
@@ -17,8 +19,12 @@ from sqlalchemy.engine import URL, Engine
 
 from connectors.redact import protect
 
+logger = logging.getLogger("roster.connectors.sql")
+
 #: PostgreSQL's limit for application_name (NAMEDATALEN - 1)
 MAX_APPLICATION_NAME = 63
+#: libpq sslmodes that check the server's certificate
+VERIFYING = frozenset({"verify-ca", "verify-full"})
 
 
 def sql_engine(
@@ -31,6 +37,7 @@ def sql_engine(
 ) -> Engine:
     """A pool of ``pool_size`` connections (one per worker thread, no overflow). ``timeout``
     bounds connecting, waiting for a free connection, and every statement."""
+    warn_if_unverified(url, app_name)
     if password is not None:
         secret = password.get_secret_value()
         protect(secret)
@@ -57,3 +64,30 @@ def sql_engine(
         dbapi_connection.commit()
 
     return engine
+
+
+def warn_if_unverified(url: URL, app_name: str) -> None:
+    """libpq's default (``sslmode=prefer``) encrypts when it can but checks no certificate:
+    anyone on the path can pose as the server and take the password. Said once per
+    engine, for servers that are not on this machine."""
+    host = url.host or ""
+    sslmode = str(url.query.get("sslmode", "prefer"))
+    if sslmode in VERIFYING or _local(host):
+        return
+    logger.warning(
+        "app %s connects to %s with sslmode=%s: the server's certificate is not verified;"
+        " use sslmode=verify-full (and sslrootcert) in database_url",
+        app_name,
+        host,
+        sslmode,
+    )
+
+
+def _local(host: str) -> bool:
+    """A Unix socket (no host, or a directory) or a loopback address."""
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
