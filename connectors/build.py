@@ -20,12 +20,14 @@ from connectors.ratelimit import RateLimiter
 from connectors.redact import protect
 from connectors.scim import ScimConnector
 from connectors.scim.paths import check_paths
+from connectors.sql import SqlConnector, sql_engine
 from directory.config import (
     AppConfig,
     ConfigError,
     HttpAppConfig,
     LdapAppConfig,
     ScimAppConfig,
+    SqlAppConfig,
 )
 
 logger = logging.getLogger("roster.connectors.build")
@@ -205,6 +207,42 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _sql(
+    app: AppConfig,
+    token: SecretStr | None,
+    dry_run: bool,
+    transport: httpx.BaseTransport | None,
+) -> Connector:
+    """The secret, when the app names one, is the database password; ``transport`` is
+    for HTTP apps and has no meaning here."""
+    assert isinstance(app, SqlAppConfig)
+    engine = sql_engine(
+        app.url, token, app_name=app.name, pool_size=app.concurrency, timeout=app.timeout
+    )
+    try:
+        return SqlConnector(
+            app.name,
+            engine,
+            attributes=list(app.effective_mapping),
+            managed_role=app.managed_role,
+            name_prefix=app.name_prefix,
+            group_roles=app.group_roles,
+            reassign_owned_to=app.reassign_owned_to,
+            terminate_sessions=app.terminate_sessions,
+            page_size=app.page_size,
+            dry_run=dry_run,
+            rate_limiter=rate_limiter(app),
+            max_retries=app.max_retries,
+        )
+    except Exception:
+        engine.dispose()
+        raise
+
+
 Builder = Callable[[AppConfig, SecretStr | None, bool, httpx.BaseTransport | None], Connector]
 #: each kind's builder; a new kind adds its own
-BUILDERS: dict[type[AppConfig], Builder] = {ScimAppConfig: _scim, LdapAppConfig: _ldap}
+BUILDERS: dict[type[AppConfig], Builder] = {
+    ScimAppConfig: _scim,
+    LdapAppConfig: _ldap,
+    SqlAppConfig: _sql,
+}

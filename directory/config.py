@@ -35,7 +35,13 @@ from directory.appbase import (
     TokenError,
     UpdateMethod,
 )
-from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, LdapAppConfig, ScimAppConfig
+from directory.appkinds import (
+    CONNECTOR_KINDS,
+    AnyAppConfig,
+    LdapAppConfig,
+    ScimAppConfig,
+    SqlAppConfig,
+)
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -55,6 +61,7 @@ __all__ = [
     "RosterConfig",
     "Safety",
     "ScimAppConfig",
+    "SqlAppConfig",
     "TokenError",
     "UpdateMethod",
     "load_config",

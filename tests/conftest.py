@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, settings
 
 from tests.harnesses.ldap import LdapHarness
 from tests.ldap_server import Slapd, running_slapd
+from tests.pg_cluster import password_cluster
 from tests.scim_apps import TOKEN, InProcessScim
+from tests.sql_roles import RoleSandbox, admin_url
 from tests.sync_env import Installation, route_to
 
 POSTGRES_URL_ENV = "ROSTER_TEST_POSTGRES_URL"
@@ -147,3 +149,22 @@ def _no_real_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's exported PREFECT_API_URL must never receive test events (they could
     trigger real offboardings); tests that want a server start their own."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def scram_postgres() -> Iterator[str | None]:
+    """A private PostgreSQL that checks passwords (tests/pg_cluster.py), started on first
+    use for the whole session; None where PostgreSQL's server binaries are missing."""
+    with password_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def sql_sandbox() -> Iterator[RoleSandbox]:
+    """Roles of one test on the shared PostgreSQL cluster (tests/sql_roles.py), all
+    dropped afterwards."""
+    sandbox = RoleSandbox(admin_url())
+    try:
+        yield sandbox
+    finally:
+        sandbox.cleanup()

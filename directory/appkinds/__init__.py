@@ -9,9 +9,12 @@ from pydantic import Field
 
 from directory.appkinds.ldap import LdapAppConfig
 from directory.appkinds.scim import ScimAppConfig
+from directory.appkinds.sql import SqlAppConfig
 
 #: every kind, as ``connector`` names it; a new kind adds its model to both
-CONNECTOR_KINDS = frozenset({"scim", "ldap"})
-AnyAppConfig: TypeAlias = Annotated[ScimAppConfig | LdapAppConfig, Field(discriminator="connector")]
+CONNECTOR_KINDS = frozenset({"scim", "ldap", "sql"})
+AnyAppConfig: TypeAlias = Annotated[
+    ScimAppConfig | LdapAppConfig | SqlAppConfig, Field(discriminator="connector")
+]
 
-__all__ = ["CONNECTOR_KINDS", "AnyAppConfig", "LdapAppConfig", "ScimAppConfig"]
+__all__ = ["CONNECTOR_KINDS", "AnyAppConfig", "LdapAppConfig", "ScimAppConfig", "SqlAppConfig"]
