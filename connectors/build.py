@@ -3,20 +3,37 @@ the app's rate budget and the connector classes together, one builder per kind."
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import ssl
 from collections.abc import Callable
 
 import httpx
+import ldap3
+from ldap3.utils.dn import escape_rdn
 from pydantic import SecretStr
 
 from connectors.base import Connector
 from connectors.http import build_client
+from connectors.ldap import ConnectionFactory, Deactivation, LdapConnector
 from connectors.ratelimit import RateLimiter
+from connectors.redact import protect
 from connectors.rest import RestConnector
 from connectors.rest.auth import auth_for
 from connectors.scim import ScimConnector
 from connectors.scim.paths import check_paths
-from directory.config import AppConfig, ConfigError, HttpAppConfig, RestAppConfig, ScimAppConfig
+from connectors.sql import SqlConnector, sql_engine
+from directory.config import (
+    AppConfig,
+    ConfigError,
+    HttpAppConfig,
+    LdapAppConfig,
+    RestAppConfig,
+    ScimAppConfig,
+    SqlAppConfig,
+)
+
+logger = logging.getLogger("roster.connectors.build")
 
 
 def check_mapping(app: AppConfig, where: str | None = None) -> None:
@@ -119,6 +136,137 @@ def _rest(
         raise
 
 
+def _ldap(
+    app: AppConfig,
+    token: SecretStr | None,
+    dry_run: bool,
+    transport: httpx.BaseTransport | None,  # LDAP is no HTTP: tests use a real slapd
+) -> Connector:
+    assert isinstance(app, LdapAppConfig)
+    if token is None or not token.get_secret_value():
+        # RFC 4513 §5.1.2: a simple bind with an empty password is anonymous, not refused
+        raise ConfigError(f"app {app.name!r}: an LDAP app needs its bind password")
+    deactivation = (
+        Deactivation(ou=app.disabled_ou)
+        if app.disabled_ou is not None
+        else Deactivation(
+            attribute=app.disable_attribute,
+            disabled_value=app.disabled_value,
+            enabled_value=app.enabled_value,
+        )
+    )
+    groups = [f"cn={escape_rdn(g)},{app.groups_dn}" for g in app.groups]
+    return LdapConnector(
+        app.name,
+        ldap_connections(app, token),
+        base_dn=app.base_dn,
+        attributes=list(app.effective_mapping),
+        deactivation=deactivation,
+        rdn_attribute=app.rdn_attribute,
+        groups=groups,
+        page_size=app.page_size,
+        start_tls=app.start_tls,
+        dry_run=dry_run,
+        rate_limiter=rate_limiter(app),
+        max_retries=app.max_retries,
+    )
+
+
+def ldap_connections(app: LdapAppConfig, password: SecretStr) -> ConnectionFactory:
+    """New unbound ``SAFE_SYNC`` connections to the app's server; the connector opens
+    and binds them. The password is registered for redaction, and ldap3's own logging
+    (off unless enabled) hides it by default."""
+    secret = password.get_secret_value()
+    protect(secret)
+    tls = ldap3.Tls(
+        validate=ssl.CERT_REQUIRED if app.tls_verify else ssl.CERT_NONE,
+        ca_certs_file=str(app.ca_bundle) if app.ca_bundle else None,
+    )
+    secure = app.url.scheme == "ldaps" or app.start_tls
+    host = str(app.url.host)
+    if not app.tls_verify and secure:
+        logger.warning(
+            "TLS certificate verification is disabled for app %s (%s): tls_verify is false",
+            app.name,
+            app.url,
+        )
+    elif not secure and not _loopback(host):
+        logger.warning(
+            "app %s binds over plain %s: its password crosses the network unencrypted;"
+            " use ldaps:// or start_tls",
+            app.name,
+            app.url,
+        )
+
+    def connect() -> ldap3.Connection:
+        # A Server per connection: ldap3 marks a Server's address unavailable for minutes
+        # after one failed connect, so a shared one would outlive a server restart.
+        server = ldap3.Server(
+            host,
+            port=app.url.port or (636 if app.url.scheme == "ldaps" else 389),
+            use_ssl=app.url.scheme == "ldaps",
+            tls=tls,
+            get_info=ldap3.NONE,
+            connect_timeout=app.timeout,
+        )
+        return ldap3.Connection(
+            server,
+            user=app.bind_dn,
+            password=secret,
+            client_strategy=ldap3.SAFE_SYNC,
+            raise_exceptions=False,
+            receive_timeout=int(max(1, app.timeout)),
+            auto_referrals=False,
+            check_names=False,
+        )
+
+    return connect
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _sql(
+    app: AppConfig,
+    token: SecretStr | None,
+    dry_run: bool,
+    transport: httpx.BaseTransport | None,
+) -> Connector:
+    """The secret, when the app names one, is the database password; ``transport`` is
+    for HTTP apps and has no meaning here."""
+    assert isinstance(app, SqlAppConfig)
+    engine = sql_engine(
+        app.url, token, app_name=app.name, pool_size=app.concurrency, timeout=app.timeout
+    )
+    try:
+        return SqlConnector(
+            app.name,
+            engine,
+            attributes=list(app.effective_mapping),
+            managed_role=app.managed_role,
+            name_prefix=app.name_prefix,
+            group_roles=app.group_roles,
+            reassign_owned_to=app.reassign_owned_to,
+            terminate_sessions=app.terminate_sessions,
+            page_size=app.page_size,
+            dry_run=dry_run,
+            rate_limiter=rate_limiter(app),
+            max_retries=app.max_retries,
+        )
+    except Exception:
+        engine.dispose()
+        raise
+
+
 Builder = Callable[[AppConfig, SecretStr | None, bool, httpx.BaseTransport | None], Connector]
 #: each kind's builder; a new kind adds its own
-BUILDERS: dict[type[AppConfig], Builder] = {ScimAppConfig: _scim, RestAppConfig: _rest}
+BUILDERS: dict[type[AppConfig], Builder] = {
+    ScimAppConfig: _scim,
+    RestAppConfig: _rest,
+    LdapAppConfig: _ldap,
+    SqlAppConfig: _sql,
+}

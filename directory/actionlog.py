@@ -27,6 +27,9 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     SUCCEEDED = "succeeded"
+    #: a create answered 409 (often our own earlier attempt, whose answer was lost): the
+    #: existing account was found and linked instead (``tasks.apply``)
+    ADOPTED = "adopted"
     REPORTED = "reported"
     #: what became of a held action once someone decided (or nobody did in time)
     APPROVED = "approved"
@@ -155,11 +158,13 @@ class ActionLogMixin:
                 conn.execute(_RECORD_OUTCOME, batch)
 
     def succeeded_user_ids(self, run_id: str, app: str, action: str) -> set[str]:
+        """Users whose ``action`` this run already carried out (succeeded, or adopted the
+        account it would have created), so a retried batch skips them."""
         stmt = sa.select(ActionLog.user_id).where(
             ActionLog.run_id == run_id,
             ActionLog.app == app,
             ActionLog.action == action,
-            ActionLog.outcome == Outcome.SUCCEEDED.value,
+            ActionLog.outcome.in_([Outcome.SUCCEEDED.value, Outcome.ADOPTED.value]),
             ActionLog.user_id.is_not(None),
         )
         with self.engine.connect() as conn:

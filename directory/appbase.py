@@ -122,6 +122,11 @@ class AppConfig(BaseModel):
     default_mapping: ClassVar[dict[str, str]] = DEFAULT_MAPPING
     #: the kind's attributes to match an existing account on, in order
     default_match_on: ClassVar[tuple[str, ...]] = ("userName", WORK_EMAIL)
+    #: the kind's attributes the app compares case-insensitively (RFC 7643 §4.1.1: SCIM's
+    #: userName and emails are caseExact=false); the plan matches and diffs them folded
+    case_insensitive: ClassVar[frozenset[str]] = frozenset({"userName", WORK_EMAIL})
+    #: the kind's sign-in name attribute, shown for accounts no directory user owns
+    login_attribute: ClassVar[str] = "userName"
     #: False where the app can be reached without a secret (a database on a trusted socket)
     secret_required: ClassVar[bool] = True
 

@@ -35,7 +35,14 @@ from directory.appbase import (
     TokenError,
     UpdateMethod,
 )
-from directory.appkinds import CONNECTOR_KINDS, AnyAppConfig, RestAppConfig, ScimAppConfig
+from directory.appkinds import (
+    CONNECTOR_KINDS,
+    AnyAppConfig,
+    LdapAppConfig,
+    RestAppConfig,
+    ScimAppConfig,
+    SqlAppConfig,
+)
 from directory.appkinds.rest_parts import UNION_TAGS
 
 __all__ = [
@@ -51,11 +58,13 @@ __all__ = [
     "Constant",
     "DeprovisionMode",
     "HttpAppConfig",
+    "LdapAppConfig",
     "MissingPolicy",
     "RestAppConfig",
     "RosterConfig",
     "Safety",
     "ScimAppConfig",
+    "SqlAppConfig",
     "TokenError",
     "UpdateMethod",
     "load_config",

@@ -11,6 +11,7 @@ No I/O, no clock, no Prefect. Every account lands in exactly one named situation
     drifted        linked, attributes differ                             update (changed only)
     gone           linked, the account vanished from the app             create | report | unlink
     deprovision    linked, no longer in scope (unassigned or inactive)   deactivate | delete
+                   (or unlinked but Roster's own: see ``owner_keys``)
     deprovisioned  linked, out of scope, already inactive                none
     orphan         app account with no directory user                    report
     unmanaged      app account of a directory user out of scope          report
@@ -106,6 +107,13 @@ class PlanRules:
     references: frozenset[str] = frozenset()
     #: compared case-insensitively (RFC 7643 §4.1.1: userName is caseExact=false)
     case_insensitive: frozenset[str] = frozenset({"userName", WORK_EMAIL})
+    #: the sign-in name of an app account, for rows with no directory user
+    login_attribute: str = "userName"
+    #: targets written from the directory's user id (``externalId`` by default). RFC 7643
+    #: §3.1 makes externalId the provisioning client's own identifier, so an unlinked
+    #: account holding a user's id there is one Roster created and never got to link (its
+    #: answer was lost, or the run was killed): it is deprovisioned, not left "unmanaged".
+    owner_keys: frozenset[str] = frozenset()
     deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
     on_missing: MissingPolicy = MissingPolicy.RECREATE
     actions: frozenset[Action] = field(
@@ -122,7 +130,9 @@ class PlanRules:
             targets=tuple(mapping),
             match_on=tuple(app.match_on),
             references=frozenset(refs),
-            case_insensitive=frozenset({"userName", WORK_EMAIL} & set(mapping)),
+            case_insensitive=app.case_insensitive & set(mapping),
+            login_attribute=app.login_attribute,
+            owner_keys=frozenset(t for t, s in mapping.items() if s == "user_id"),
             deprovision=app.deprovision,
             on_missing=app.on_missing,
             actions=frozenset(app.actions),
@@ -174,7 +184,7 @@ def plan_changes(
         _plan_linked(linked, _accounts_of(linked, actual_by_id), rules),
         _plan_matched(unlinked, match.pairs, actual_by_id, rules),
         _plan_unmatched(unlinked, match, dead_users, rules),
-        _plan_free_accounts(free, match),
+        _plan_free_accounts(free, match, rules),
     ]
     plan = _gate_disabled_actions(_concat(parts), rules)
     plan["held"] = False
@@ -403,13 +413,26 @@ def _plan_matched(
     scoped = matched[in_scope]
     changes = diff_attributes(scoped, actual_by_id.loc[scoped["remote_id"]], rules)
     linking = _rows(scoped, situation=Situation.MATCHED, action=PlannedAction.LINK, changes=changes)
+    out = matched[~in_scope]
+    accounts = actual_by_id.loc[out["remote_id"]]
+    ours = _created_by_roster(out, accounts, rules)
     unmanaged = _rows(
-        matched[~in_scope],
+        out[~ours],
         situation=Situation.UNMANAGED,
         action=PlannedAction.REPORT,
         note="account of a directory user who is not assigned this app",
     )
-    return _concat([linking, unmanaged])
+    reclaimed = _plan_deprovision(out[ours].assign(link_status=None), accounts[ours], rules)
+    return _concat([linking, unmanaged, reclaimed])
+
+
+def _created_by_roster(users: pd.DataFrame, accounts: pd.DataFrame, rules: PlanRules) -> np.ndarray:
+    """Per row, whether the account carries the user's directory id in an owner key."""
+    ours = np.zeros(len(users), dtype=bool)
+    user_ids = users["user_id"].to_numpy(dtype=object)
+    for key in rules.owner_keys & set(accounts.columns):
+        ours |= np.equal(accounts[key].to_numpy(dtype=object), user_ids).astype(bool)
+    return ours
 
 
 def _plan_unmatched(
@@ -460,13 +483,13 @@ def _plan_gone(gone: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
     )
 
 
-def _plan_free_accounts(free: pd.DataFrame, match: Matches) -> pd.DataFrame:
+def _plan_free_accounts(free: pd.DataFrame, match: Matches, rules: PlanRules) -> pd.DataFrame:
     rest = free[~free["remote_id"].isin(match.pairs["remote_id"])]
     disputed = rest["remote_id"].isin(list(match.disputed_accounts))
     base = pd.DataFrame(
         {
             "user_id": None,
-            "user_name": rest.get("userName"),
+            "user_name": rest.get(rules.login_attribute),
             "remote_id": rest["remote_id"],
         }
     )

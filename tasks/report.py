@@ -14,7 +14,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from directory.config import AppConfig, HttpAppConfig
+from directory.config import AppConfig
 from tasks.plan import PlannedAction, Situation
 
 SUMMARY_KEYS = (
@@ -79,11 +79,12 @@ def summarize(plan: pd.DataFrame, *, dry_run: bool) -> dict[str, int]:
 
 def config_warnings(app: AppConfig) -> list[str]:
     """Settings a person should be reminded of on every report."""
-    if not isinstance(app, HttpAppConfig) or app.tls_verify:
+    # every kind that speaks TLS (HTTP apps, LDAP) names the switch tls_verify
+    if getattr(app, "tls_verify", True):
         return []
     return [
         "warning: TLS certificate verification is off (tls_verify: false); anyone on the"
-        " network path can pose as this app and read its token"
+        " network path can pose as this app and read its secret"
     ]
 
 

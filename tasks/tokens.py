@@ -1,5 +1,5 @@
-"""An app's bearer token, from where its configuration says: an environment variable
-(``token_env``) or a Prefect Secret block (``token_secret``).
+"""An app's secret (a bearer token, a database password), from where its configuration
+says: an environment variable (``token_env``) or a Prefect Secret block (``token_secret``).
 
 Read when the app's connector is built, never stored. The token comes back as a
 ``pydantic.SecretStr``, so a repr or a log line of anything holding it shows ``**********``.
@@ -15,7 +15,7 @@ from typing import cast
 
 from pydantic import SecretStr, ValidationError
 
-from directory.config import AppConfig, TokenError
+from directory.config import AppConfig, HttpAppConfig, TokenError
 
 #: Visible ASCII only. A newline or a space inside the token would make the
 #: Authorization header illegal, and HTTP libraries quote illegal header values in
@@ -30,7 +30,8 @@ def resolve_token(app: AppConfig) -> SecretStr:
     token = raw.strip()
     if not token:
         raise TokenError(app.name, app.token_source, "is empty")
-    if not _USABLE.fullmatch(token):
+    # a database password travels in the connection handshake, where any text is fine
+    if isinstance(app, HttpAppConfig) and not _USABLE.fullmatch(token):
         raise TokenError(
             app.name,
             app.token_source,

@@ -8,8 +8,12 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
+from tests.harnesses.ldap import LdapHarness
+from tests.ldap_server import Slapd, running_slapd
+from tests.pg_cluster import password_cluster
 from tests.rabbitmq import rabbitmq, rabbitmq_admin  # noqa: F401 (fixtures)
 from tests.scim_apps import TOKEN, InProcessScim
+from tests.sql_roles import RoleSandbox, admin_url
 from tests.synapse import matrix, synapse  # noqa: F401 (fixtures)
 from tests.sync_env import Installation, route_to
 
@@ -39,6 +43,21 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "roster"))
 def scim() -> InProcessScim:
     """A fresh multi-tenant scim2-server, in-process."""
     return InProcessScim()
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """One OpenLDAP slapd for the session (tests/ldap_server.py); each test takes its own
+    subtree with ``slapd.fresh_tree()``. Skips without slapd, fails under
+    ROSTER_REQUIRE_LDAP."""
+    with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
+
+
+@pytest.fixture
+def ldap(slapd: Slapd) -> LdapHarness:
+    """An LDAP app on the session's slapd, in a subtree of its own."""
+    return LdapHarness(slapd, slapd.fresh_tree())
 
 
 def _postgres_url() -> str:
@@ -132,3 +151,22 @@ def _no_real_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's exported PREFECT_API_URL must never receive test events (they could
     trigger real offboardings); tests that want a server start their own."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def scram_postgres() -> Iterator[str | None]:
+    """A private PostgreSQL that checks passwords (tests/pg_cluster.py), started on first
+    use for the whole session; None where PostgreSQL's server binaries are missing."""
+    with password_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def sql_sandbox() -> Iterator[RoleSandbox]:
+    """Roles of one test on the shared PostgreSQL cluster (tests/sql_roles.py), all
+    dropped afterwards."""
+    sandbox = RoleSandbox(admin_url())
+    try:
+        yield sandbox
+    finally:
+        sandbox.cleanup()

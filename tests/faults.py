@@ -40,3 +40,37 @@ class FailCreates:
             start_response("503 Service Unavailable", [("Content-Type", "application/json")])
             return [b'{"status": "503", "detail": "injected"}']
         return self.app(environ, start_response)
+
+
+class LoseCreateAnswers:
+    """Let the first POST of each listed userName reach the server, then answer ``status``
+    and ``body`` (503 by default) as if the app's answer had been lost or mangled on the
+    way: the account exists, the client cannot know."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        user_names: set[str],
+        status: str = "503 Service Unavailable",
+        body: bytes = b'{"status": "503", "detail": "answer lost"}',
+    ) -> None:
+        self.app = app
+        self.pending = set(user_names)
+        self.status = status
+        self.body = body
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] != "POST" or not environ["PATH_INFO"].endswith("/Users"):
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        name = json.loads(body).get("userName", "")
+        with self.lock:
+            lose = name in self.pending
+            self.pending.discard(name)
+        if not lose:
+            return self.app(environ, start_response)
+        b"".join(self.app(environ, lambda status, headers, exc_info=None: None))
+        start_response(self.status, [("Content-Type", "application/json")])
+        return [self.body]

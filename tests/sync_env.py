@@ -1,4 +1,5 @@
-"""A whole Roster installation for flow tests: a store, a config file, real SCIM apps."""
+"""A whole Roster installation for flow tests: a store, a config file, real SCIM apps
+(in-process), and apps of other kinds whose settings name their own servers."""
 
 from __future__ import annotations
 
@@ -48,12 +49,16 @@ class Installation:
     def write_config(self, **overrides: Any) -> None:
         apps = []
         for name in self.apps:
+            settings = self.app_settings.get(name, {})
+            if settings.get("connector", "scim") != "scim":  # its settings say it all
+                apps.append({"name": name, **settings})
+                continue
             entry = {
                 "name": name,
                 "connector": "scim",
                 "base_url": self.scim.base_url(name),
                 "token_env": "ROSTER_TEST_TOKEN",
-                **self.app_settings.get(name, {}),
+                **settings,
             }
             apps.append(entry)
         apps.extend(self.extra_apps)

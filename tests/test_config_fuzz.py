@@ -92,9 +92,9 @@ def broken_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     if kind == "missing":
         key = draw(st.sampled_from(["name", "connector", "base_url", "token_env"]))
         del app[key]
-        if key == "connector":  # with several kinds, the message lists them
-            return config, f"apps[{index}].connector: missing; say which kind of app"
-        if key == "token_env":  # the app then has no secret at all: one of two keys is missing
+        if key == "connector":  # the union of kinds has no branch to pick: it says so
+            return config, f"apps[{index}].connector: missing; say which kind of app this is"
+        if key == "token_env":  # optional alone: one of token_env and token_secret is not
             return config, f"apps[{index}]: Value error, set exactly one of token_env"
         return config, f"apps[{index}].{key}: Field required"
     if kind == "wrong_type":

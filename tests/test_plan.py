@@ -117,6 +117,46 @@ def test_every_situation_in_one_plan() -> None:
     assert len(plan) == 9
 
 
+def test_an_unlinked_account_holding_the_users_id_is_roster_s_own_and_deprovisioned() -> None:
+    """RFC 7643 §3.1: externalId is the provisioning client's identifier. An out-of-scope
+    user's unlinked account with their id there was created by Roster and its link lost
+    (the create's answer never came back); anyone else's account stays unmanaged."""
+    rules = PlanRules(
+        targets=("userName", "externalId", "active"),
+        match_on=("userName",),
+        owner_keys=frozenset({"externalId"}),
+    )
+    d = pd.DataFrame(
+        [
+            {"user_id": u, "user_name": n, "in_scope": False, "userName": n, "externalId": u}
+            for u, n in [("u1", "ann"), ("u2", "bob"), ("u3", "cy")]
+        ]
+    ).assign(active=True)
+    a = pd.DataFrame(
+        [
+            {"remote_id": "r1", "userName": "ann", "externalId": "u1", "active": True},
+            {"remote_id": "r2", "userName": "bob", "externalId": None, "active": True},
+            {"remote_id": "r3", "userName": "cy", "externalId": "u3", "active": False},
+        ]
+    )
+    plan = plan_changes(d, a, links(), rules).set_index("user_id")
+    assert plan.loc["u1", ["situation", "action", "remote_id"]].tolist() == [
+        Situation.DEPROVISION,
+        PlannedAction.DEACTIVATE,
+        "r1",
+    ]
+    assert plan.loc["u1", "changes"] == {"active": [True, False]}
+    assert plan.loc["u2", ["situation", "action"]].tolist() == [
+        Situation.UNMANAGED,
+        PlannedAction.REPORT,
+    ]
+    assert plan.loc["u3", ["situation", "action"]].tolist() == [
+        Situation.DEPROVISIONED,
+        PlannedAction.NONE,
+    ]
+    assert PlanRules(targets=rules.targets).owner_keys == frozenset()  # off unless mapped
+
+
 def test_matching_falls_through_attributes_in_order() -> None:
     rules = PlanRules(
         targets=("userName", "email"),

@@ -108,7 +108,10 @@ def test_the_shipped_examples_are_valid(example: Path) -> None:
             {"deprovision_strategy": {"strategy": "strip_roles", "attribute": "displayName"}},
             "active: not used with deprovision_strategy strip_roles",
         ),
-        ({"connector": "soap"}, "apps[0].connector: unknown kind 'soap'; use one of: rest, scim"),
+        (
+            {"connector": "soap"},
+            "apps[0].connector: unknown kind 'soap'; use one of: ldap, rest, scim, sql",
+        ),
     ],
 )
 def test_mistakes_name_the_key_path(keys: dict[str, Any], expected: str) -> None:
