@@ -125,7 +125,7 @@ def test_one_malformed_account_is_a_per_account_error(toy: tuple[ToyRestApp, str
     [page] = connect(url, style="none").list_accounts()
     assert [a.id for a in page.accounts] == ids
     assert page.unreadable_ids == ["broken"]
-    assert page.errors == ["id broken: GET: login: expected a single value, found dict"]
+    assert page.errors == ["id broken: GET /users: login: expected a single value, found dict"]
 
 
 def test_items_that_are_not_a_list_fail_the_listing(toy: tuple[ToyRestApp, str]) -> None:

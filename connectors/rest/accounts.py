@@ -59,7 +59,7 @@ class AccountCodec:
                 seen.add(remote_id)
             fresh += 1
             try:
-                account = self.read("GET", raw, listed=True)
+                account = self.read(f"GET {self._app.listing.path}", raw, listed=True)
             except InvalidResponseError as exc:
                 label = f"id {remote_id}" if remote_id else f"item #{index + 1} of the page"
                 errors.append(f"{label}: {exc}")
