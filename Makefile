@@ -29,7 +29,7 @@ demo: $(STAMP)
 	VENV=$(VENV) ./examples/demo/run.sh
 
 ## Every test. PostgreSQL tests run when ROSTER_TEST_POSTGRES_URL is set (.ci/run sets it).
-test: $(STAMP)
+test: $(STAMP) $(SYNAPSE_VENV)/.installed
 	$(BIN)/pytest -q
 
 ## The chaos suite (excluded from `make test`): 20 syncs under injected faults, then a

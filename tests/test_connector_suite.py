@@ -40,6 +40,12 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connecto
         yield made
 
 
+def test_every_kind_has_a_harness() -> None:
+    from directory.appkinds import CONNECTOR_KINDS
+
+    assert set(KINDS) == set(CONNECTOR_KINDS) == {"scim", "rest", "sql", "ldap"}
+
+
 # -- the connector on its own ----------------------------------------------------------
 
 
