@@ -21,7 +21,7 @@ from bench.faultproxy import REFUSALS, Fault, FaultProxy
 from connectors.errors import InvalidResponseError, TransientError
 from connectors.http import build_client
 from connectors.scim import ScimConnector
-from directory.config import DEFAULT_MAPPING, AppConfig
+from directory.config import DEFAULT_MAPPING, ScimAppConfig
 from tasks.apply import ERROR_POLICY, ApplyContext, Disposition, Outcome, WorkItem, apply_account
 from tasks.plan import PlannedAction, PlanRules
 from tests.scim_apps import TOKEN, free_port, standalone_scim
@@ -281,7 +281,7 @@ def test_an_inconsistent_listing_fails_rather_than_coming_back_short(
 def test_a_create_whose_answer_was_lost_is_adopted_not_duplicated(upstream: str) -> None:
     """A timeout after the app created the account: the retried POST gets 409 and the apply
     layer adopts the account the first POST made."""
-    app = AppConfig.model_validate(
+    app = ScimAppConfig.model_validate(
         {"name": "writes", "connector": "scim", "base_url": upstream, "token_env": "X"}
     )
     proxy = FaultProxy(upstream, {Fault.TIMEOUT: 1.0}, methods=["POST"], hold=1.5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 from tasks.progress import ApplyProgress, add_listener
 
@@ -30,10 +32,11 @@ def test_progress_updates_the_artifact_and_the_listeners(prefect_harness: None) 
         ("Chat App", 500, 500),
         ("Chat App", 500, 500),
     ]
-    with get_client(sync_client=True) as client:
-        artifact = client.read_artifacts(limit=50)
-    mine = [a for a in artifact if str(a.id) == artifact_id]
-    assert mine and mine[0].type == "progress" and mine[0].key == "apply-chat-app"
+    key = ArtifactFilter(key=ArtifactFilterKey(any_=["apply-chat-app"]))
+    with get_client(sync_client=True) as client:  # the session server holds many more
+        found = client.read_artifacts(artifact_filter=key, sort=ArtifactSort.CREATED_DESC)
+    mine = [a for a in found if str(a.id) == artifact_id]
+    assert mine and mine[0].type == "progress"
     assert float(mine[0].data) == 100.0
 
 
