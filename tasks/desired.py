@@ -14,6 +14,7 @@ never get the same value (the first in directory order keeps the plain one).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
 from itertools import repeat
 
 import pandas as pd
@@ -25,6 +26,8 @@ from directory.config import (
     Expression,
     FieldSource,
     Source,
+    is_create_only,
+    source_field,
 )
 from directory.expressions import Context, EvaluationError, Holders, TakenValues, Value
 
@@ -169,3 +172,55 @@ def desired_attributes(row: Mapping[str, object], targets: list[str]) -> dict[st
 
 def targets_of(app: AppConfig) -> list[str]:
     return list(app.effective_mapping)
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    target: str
+    #: field, constant or expression
+    kind: str
+    source: str
+    value: object
+    notes: tuple[str, ...]
+
+
+def preview_mapping(user: Mapping[str, object], mapping: Mapping[str, Source]) -> list[PreviewRow]:
+    """Each target's value for one directory user, with where it comes from and notes
+    (default used, create-only, a failing expression): what ``roster mapping preview``
+    shows. Nothing is read from the app, so ``unique`` sees no taken values."""
+    rows: list[PreviewRow] = []
+    for target, source in mapping.items():
+        kind, text = describe_source(source)
+        notes: list[str] = []
+        value: object
+        if isinstance(source, Constant):
+            value = source.constant
+        elif isinstance(source, Expression):
+            try:
+                value = source.compiled.evaluate(user, Context(str(user.get("user_id", ""))))
+            except EvaluationError as exc:
+                value = None
+                notes.append(f"fails: {exc}")
+            if source.compiled.uses_unique:
+                notes.append("unique: not checked against the app's accounts")
+        else:
+            value = user.get(source_field(source) or "")
+            if source_field(source) in REFERENCE_FIELDS:
+                notes.append("reference: the manager's account id in the app")
+        default = None if isinstance(source, str | Constant) else source.default
+        if (value is None or value == "") and default is not None:
+            value = default
+            notes.append("default used")
+        if is_create_only(source):
+            notes.append("create-only: written on create, never updated")
+        rows.append(PreviewRow(target, kind, text, value, tuple(notes)))
+    return rows
+
+
+def describe_source(source: Source) -> tuple[str, str]:
+    """(field | constant | expression, its text) for tables and messages."""
+    if isinstance(source, Constant):
+        return "constant", repr(source.constant)
+    if isinstance(source, Expression):
+        return "expression", source.expression
+    return "field", source_field(source) or ""
