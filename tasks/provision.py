@@ -36,8 +36,8 @@ from prefect.utilities.annotations import quote
 from connectors.base import Account, Connector
 from connectors.errors import ConflictError, ConnectorError, NotFoundError
 from directory.config import DIRECTORY_FIELDS, AppConfig, ConfigError
-from directory.errors import AppLockedError
-from directory.expressions import Holders, UserNotFoundError
+from directory.errors import AppLockedError, UserNotFoundError
+from directory.expressions import Holders
 from directory.store import Store
 from tasks.apply import ApplyContext
 from tasks.batches import apply_batch, make_batches, work_items
