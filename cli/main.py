@@ -19,6 +19,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 from cli import provision, run  # noqa: E402  (Prefect reads its settings at import)
 from cli.directory import directory_app  # noqa: E402
+from cli.mapping import mapping_app  # noqa: E402
 
 app = typer.Typer(
     name="roster",
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(directory_app, name="directory")
+app.add_typer(mapping_app, name="mapping")
 app.add_typer(run.quarantine_app, name="quarantine")
 app.command("sync")(run.sync_command)
 app.command("offboard")(run.offboard_command)

@@ -9,18 +9,23 @@ the attribute names its accounts carry (``default_mapping``) and what to match o
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar, TypeAlias
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     FilePath,
     HttpUrl,
+    Tag,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from directory.expressions import CompiledExpression, ExpressionError, compile_expression
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 WORK_EMAIL = 'emails[type eq "work"].value'
@@ -41,6 +46,9 @@ DIRECTORY_FIELDS = (
     "active",
 )
 REFERENCE_FIELDS = frozenset({"manager"})
+#: fields an expression may read: a reference resolves to an account only when mapped
+#: directly, so ``[manager]`` in an expression is refused
+EXPRESSION_FIELDS = frozenset(DIRECTORY_FIELDS) - REFERENCE_FIELDS
 
 #: RFC 7643 §4.1 core User plus §4.3 enterprise extension.
 DEFAULT_MAPPING: dict[str, str] = {
@@ -99,9 +107,112 @@ class TokenError(ConfigError):
         self.source = source
 
 
+class ApplyMode(StrEnum):
+    """When a target is written: ``create_only`` targets go into the create request and are
+    never compared or updated afterwards (a generated userName, an initial value)."""
+
+    ALWAYS = "always"
+    CREATE_ONLY = "create_only"
+
+
 class Constant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """``{constant: value}``: the same value for everyone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     constant: str | bool
+    apply: ApplyMode = ApplyMode.ALWAYS
+
+
+class FieldSource(BaseModel):
+    """``{field: name, default: ..., apply: ...}``: a directory field with options (the
+    short form ``target: name`` is the same without them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    field: str
+    #: the value when the field is null or ""
+    default: str | bool | None = None
+    apply: ApplyMode = ApplyMode.ALWAYS
+
+    @field_validator("field")
+    @classmethod
+    def _known_field(cls, name: str) -> str:
+        if name not in DIRECTORY_FIELDS:
+            raise ValueError(
+                f"unknown directory field {name!r}; known fields: {', '.join(DIRECTORY_FIELDS)}"
+            )
+        return name
+
+
+class Expression(BaseModel):
+    """``{expression: '...', default: ..., apply: ...}`` (``directory.expressions``):
+    checked when the configuration loads, so a typo names its column there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    expression: str
+    #: the value when the expression gives null or "" (or fails for a user)
+    default: str | bool | None = None
+    apply: ApplyMode = ApplyMode.ALWAYS
+
+    @field_validator("expression")
+    @classmethod
+    def _compiles(cls, text: str) -> str:
+        try:
+            compile_expression(text, EXPRESSION_FIELDS)
+        except ExpressionError as exc:
+            pointer = "\n      ".join(exc.pointer().splitlines())
+            raise PydanticCustomError(
+                "expression",
+                "{problem}\n      {pointer}",
+                {"problem": str(exc), "pointer": pointer},
+            ) from None
+        return text
+
+    @property
+    def compiled(self) -> CompiledExpression:
+        return compile_expression(self.expression, EXPRESSION_FIELDS)
+
+
+def _source_kind(value: Any) -> str | None:
+    """Which form a mapping entry is, by its keys, so an error names only that form."""
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    if isinstance(value, dict):
+        kinds = [kind for key, kind in _SOURCE_KEYS.items() if key in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return None
+
+
+_SOURCE_KEYS = {"field": "FieldSource", "constant": "Constant", "expression": "Expression"}
+
+#: one mapping entry: a field name, or one of the three forms with options
+MappingSource: TypeAlias = Annotated[
+    Annotated[str, Tag("str")]
+    | Annotated[Constant, Tag("Constant")]
+    | Annotated[FieldSource, Tag("FieldSource")]
+    | Annotated[Expression, Tag("Expression")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="mapping_source",
+        custom_error_message=(
+            "give a directory field name, or a mapping with exactly one of field, constant"
+            " and expression (plus default and apply)"
+        ),
+    ),
+]
+Source: TypeAlias = str | Constant | FieldSource | Expression
+
+
+def source_field(source: Source) -> str | None:
+    """The directory field an entry copies as is (with or without options), else None."""
+    if isinstance(source, str):
+        return source
+    return source.field if isinstance(source, FieldSource) else None
+
+
+def is_create_only(source: Source) -> bool:
+    return not isinstance(source, str) and source.apply is ApplyMode.CREATE_ONLY
 
 
 class Safety(BaseModel):
@@ -137,9 +248,10 @@ class AppConfig(BaseModel):
     #: digits and dashes)
     token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     token_secret: str | None = Field(None, pattern=r"^[a-z0-9-]+$", max_length=255)
-    #: target attribute -> directory field, ``{constant: value}``, or null to drop a
+    #: target attribute -> directory field, ``{constant: value}``, ``{field: ...}`` or
+    #: ``{expression: ...}`` (each with ``default`` and ``apply``), or null to drop a
     #: default entry. Merged over the kind's ``default_mapping``.
-    mapping: dict[str, str | Constant | None] = Field(default_factory=dict)
+    mapping: dict[str, MappingSource | None] = Field(default_factory=dict)
     #: empty: the kind's ``default_match_on``
     match_on: list[str] = Field(default_factory=list)
     actions: set[Action] = Field(
@@ -158,9 +270,7 @@ class AppConfig(BaseModel):
 
     @field_validator("mapping")
     @classmethod
-    def _known_fields(
-        cls, mapping: dict[str, str | Constant | None]
-    ) -> dict[str, str | Constant | None]:
+    def _known_fields(cls, mapping: dict[str, Source | None]) -> dict[str, Source | None]:
         for target, source in mapping.items():
             if isinstance(source, str) and source not in DIRECTORY_FIELDS:
                 raise ValueError(
@@ -196,15 +306,20 @@ class AppConfig(BaseModel):
         return self.token_env is not None or self.token_secret is not None
 
     @property
-    def effective_mapping(self) -> dict[str, str | Constant]:
+    def effective_mapping(self) -> dict[str, Source]:
         """The kind's default mapping with this app's entries merged over it."""
-        merged: dict[str, str | Constant] = dict(self.default_mapping)
+        merged: dict[str, Source] = dict(self.default_mapping)
         for target, source in self.mapping.items():
             if source is None:
                 merged.pop(target, None)
             else:
                 merged[target] = source
         return merged
+
+    @property
+    def create_only(self) -> frozenset[str]:
+        """Targets written on create and never compared or updated afterwards."""
+        return frozenset(t for t, s in self.effective_mapping.items() if is_create_only(s))
 
     @property
     def token_source(self) -> str:

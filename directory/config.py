@@ -22,18 +22,25 @@ from directory.appbase import (
     DEFAULT_MAPPING,
     DIRECTORY_FIELDS,
     ENTERPRISE,
+    EXPRESSION_FIELDS,
     REFERENCE_FIELDS,
     WORK_EMAIL,
     Action,
     AppConfig,
+    ApplyMode,
     ConfigError,
     Constant,
     DeprovisionMode,
+    Expression,
+    FieldSource,
     HttpAppConfig,
     MissingPolicy,
     Safety,
+    Source,
     TokenError,
     UpdateMethod,
+    is_create_only,
+    source_field,
 )
 from directory.appkinds import (
     CONNECTOR_KINDS,
@@ -49,14 +56,18 @@ __all__ = [
     "DEFAULT_MAPPING",
     "DIRECTORY_FIELDS",
     "ENTERPRISE",
+    "EXPRESSION_FIELDS",
     "REFERENCE_FIELDS",
     "WORK_EMAIL",
     "Action",
     "AnyAppConfig",
     "AppConfig",
+    "ApplyMode",
     "ConfigError",
     "Constant",
     "DeprovisionMode",
+    "Expression",
+    "FieldSource",
     "HttpAppConfig",
     "LdapAppConfig",
     "MissingPolicy",
@@ -64,19 +75,24 @@ __all__ = [
     "RosterConfig",
     "Safety",
     "ScimAppConfig",
+    "Source",
     "SqlAppConfig",
     "TokenError",
     "UpdateMethod",
+    "is_create_only",
     "load_config",
     "parse_config",
+    "source_field",
 ]
 
 #: a message lists this many problems; a file of 10,000 bad entries is one bad file
 MAX_ERRORS = 20
 #: keys longer than this are shortened in messages
 MAX_KEY = 60
-#: pydantic's names for the branches of ``str | Constant | None`` and ``str | bool``
-UNION_LABELS = frozenset({"str", "bool", "Constant", "constrained-str"})
+#: pydantic's names for the branches of a mapping entry (``MappingSource``) and ``str | bool``
+UNION_LABELS = frozenset(
+    {"str", "bool", "Constant", "FieldSource", "Expression", "constrained-str"}
+)
 
 
 class RosterConfig(BaseModel):

@@ -35,9 +35,9 @@ from directory.config import (
     WORK_EMAIL,
     Action,
     AppConfig,
-    Constant,
     DeprovisionMode,
     MissingPolicy,
+    source_field,
 )
 
 
@@ -119,23 +119,32 @@ class PlanRules:
     actions: frozenset[Action] = field(
         default_factory=lambda: frozenset({Action.CREATE, Action.UPDATE, Action.DEACTIVATE})
     )
+    #: written on create only: never compared, so never drift and never updated
+    create_only: frozenset[str] = frozenset()
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The targets kept in line after creation (and hashed on the link)."""
+        if not self.create_only:
+            return self.targets
+        return tuple(t for t in self.targets if t not in self.create_only)
 
     @classmethod
     def for_app(cls, app: AppConfig) -> PlanRules:
         mapping = app.effective_mapping
-        refs = {
-            t for t, s in mapping.items() if not isinstance(s, Constant) and s in REFERENCE_FIELDS
-        }
+        fields = {target: source_field(source) for target, source in mapping.items()}
+        refs = {t for t, f in fields.items() if f in REFERENCE_FIELDS}
         return cls(
             targets=tuple(mapping),
             match_on=tuple(app.match_on),
             references=frozenset(refs),
             case_insensitive=app.case_insensitive & set(mapping),
             login_attribute=app.login_attribute,
-            owner_keys=frozenset(t for t, s in mapping.items() if s == "user_id"),
+            owner_keys=frozenset(t for t, f in fields.items() if f == "user_id"),
             deprovision=app.deprovision,
             on_missing=app.on_missing,
             actions=frozenset(app.actions),
+            create_only=app.create_only,
         )
 
 
@@ -361,7 +370,7 @@ def _plan_linked(linked: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules) -
     same_hash = np.zeros(len(scoped), dtype=bool)
     hashes = np.full(len(scoped), None, dtype=object)
     if drifted.any():
-        hashes[drifted] = attribute_hash(scoped[drifted], rules.targets).to_numpy()
+        hashes[drifted] = attribute_hash(scoped[drifted], rules.compared).to_numpy()
         same_hash[drifted] = scoped["last_hash"].to_numpy(dtype=object)[drifted] == hashes[drifted]
     kept = _rows(
         scoped,
@@ -517,10 +526,11 @@ def diff_attributes(
 
     Values compare as trimmed text, with None equal to "", and case-folded where the
     attribute is case-insensitive; the returned old/new keep the original values.
+    Create-only targets are not compared.
     """
     n = len(desired)
     result: list[dict[str, list[object]] | None] = [None] * n
-    for target in rules.targets:
+    for target in rules.compared:
         new = desired[target].to_numpy(dtype=object)
         old = actual[target].to_numpy(dtype=object)
         folded = target in rules.case_insensitive
@@ -582,7 +592,7 @@ def _hashes_for_writes(plan: pd.DataFrame, desired: pd.DataFrame, rules: PlanRul
         todo = writes & ~known
     if todo.any():
         rows = desired.set_index("user_id").loc[plan.loc[todo, "user_id"]]
-        hashes[todo] = attribute_hash(rows, rules.targets).to_numpy()
+        hashes[todo] = attribute_hash(rows, rules.compared).to_numpy()
     return hashes
 
 

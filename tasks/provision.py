@@ -21,7 +21,7 @@ The safety guard is not applied: it weighs mass changes, and this is one named p
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +37,11 @@ from connectors.base import Account, Connector
 from connectors.errors import ConflictError, ConnectorError, NotFoundError
 from directory.config import DIRECTORY_FIELDS, AppConfig, ConfigError
 from directory.errors import AppLockedError, UserNotFoundError
+from directory.expressions import Holders
 from directory.store import Store
 from tasks.apply import ApplyContext
 from tasks.batches import apply_batch, make_batches, work_items
-from tasks.desired import build_desired
+from tasks.desired import build_desired, unique_targets
 from tasks.locks import app_lock, lock_holder
 from tasks.plan import PlannedAction, PlanRules, plan_changes
 from tasks.session import open_connector
@@ -151,7 +152,35 @@ def scope_of(person: Person, app: str) -> tuple[bool, str]:
     return True, "active; assigned " + " and ".join(via)
 
 
-def desired_frame(person: Person, app: AppConfig, links: pd.DataFrame) -> pd.DataFrame:
+@dataclass(frozen=True)
+class AppLookup:
+    """``unique``'s taken values for one person, asked of the app one candidate at a time
+    (``find_account``) instead of listing it: taken when an account holds the value and is
+    not linked to this person. Nothing to hold: one person cannot collide with themself."""
+
+    connector: Connector
+    target: str
+    links: pd.DataFrame
+
+    def taken_for(self, user_id: str) -> Callable[[str], bool]:
+        owners = dict(zip(self.links["remote_id"], self.links["user_id"], strict=True))
+
+        def is_taken(value: str) -> bool:
+            try:
+                found = self.connector.find_account(self.target, value)
+            except ConflictError:
+                return True
+            return found is not None and owners.get(found.id) != user_id
+
+        return is_taken
+
+    def hold(self, value: str, holder: str | None) -> None:
+        return None
+
+
+def desired_frame(
+    person: Person, app: AppConfig, links: pd.DataFrame, connector: Connector | None = None
+) -> pd.DataFrame:
     """The person's one-row ``build_desired`` frame. The manager's row goes in only when the
     manager has an account in the app: an in-scope manager without one would be created
     first by a sync; here the reference stays empty until then."""
@@ -162,7 +191,11 @@ def desired_frame(person: Person, app: AppConfig, links: pd.DataFrame) -> pd.Dat
     users = pd.DataFrame([{c: r.get(c) for c in DIRECTORY_FIELDS} for r in rows], dtype=object)
     users["active"] = users["active"].astype(bool)
     assigned = {r["user_id"] for r in rows if app.name in r["apps"]}
-    desired = build_desired(users, assigned, app.effective_mapping)
+    mapping = app.effective_mapping
+    taken: dict[str, Holders] = {}
+    if connector is not None:
+        taken = {target: AppLookup(connector, target, links) for target in unique_targets(mapping)}
+    desired = build_desired(users, assigned, mapping, taken)
     return desired.iloc[:1].reset_index(drop=True)
 
 
@@ -294,7 +327,7 @@ def provision_in_app(
     try:
         with lock:
             links = store.read_links(app.name)
-            desired = desired_frame(person, app, links)
+            desired = desired_frame(person, app, links, connector)
             _note_unresolved_manager(steps, person, desired, rules)
             steps.match = find_match(
                 connector, desired.iloc[0].to_dict(), person.user_id, links, rules

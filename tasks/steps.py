@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from directory.config import AppConfig, Safety
 from directory.health import AppHealth
 from directory.store import Store
-from tasks.desired import build_desired
+from tasks.desired import build_desired, taken_values, unique_targets
 from tasks.extract import AppExtract, set_aside_unreadable
 from tasks.guard import ExtractCounts, guard_plan, held_only, release_held
 from tasks.health import (
@@ -57,7 +57,9 @@ def plan_app(
 ) -> AppPlan:
     rules = PlanRules.for_app(app)
     links, set_aside = set_aside_unreadable(links, extract.unreadable)
-    desired = build_desired(users, assigned, app.effective_mapping)
+    mapping = app.effective_mapping
+    taken = taken_values(extract.accounts, links, unique_targets(mapping), rules.owner_keys)
+    desired = build_desired(users, assigned, mapping, taken)
     aside = desired["user_id"].isin(list(set_aside))
     set_aside_names = sorted(desired.loc[aside, "user_name"])
     desired = desired[~aside]

@@ -152,3 +152,76 @@ def test_token_secret_and_tls_settings_are_read(tmp_path: Path) -> None:
     assert off.tls_verify is older.tls_verify is False
     both = write(tmp_path, MINIMAL + f"    tls_verify: false\n    ca_bundle: {ca}\n")
     assert "apps[0]: Value error, ca_bundle is set but tls_verify is false" in error_of(both)
+
+
+EXPRESSION = 'Lower(Join(".", [given_name], [family_name]))'
+
+
+def test_mapping_entries_with_options(tmp_path: Path) -> None:
+    from directory.config import ApplyMode, Expression, FieldSource
+
+    text = MINIMAL + (
+        "    mapping:\n"
+        f"      userName: {{expression: '{EXPRESSION}', default: x, apply: create_only}}\n"
+        "      title: {field: title, default: Staff}\n"
+        "      nickName: {constant: n, apply: create_only}\n"
+        "      displayName: display_name\n"
+    )
+    app = load_config(write(tmp_path, text)).apps[0]
+    mapping = app.effective_mapping
+    assert mapping["userName"] == Expression(
+        expression=EXPRESSION, default="x", apply=ApplyMode.CREATE_ONLY
+    )
+    assert mapping["title"] == FieldSource(field="title", default="Staff")
+    assert mapping["displayName"] == "display_name"
+    assert app.create_only == {"userName", "nickName"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            """{expression: 'Lower(Joinn(".", [given_name]))'}""",
+            "apps[0].mapping.userName.expression: at column 7: unknown function 'Joinn';"
+            " known functions: append_suffix_if_taken, coalesce,",
+        ),
+        (
+            "{expression: 'Left([given_name])'}",
+            "apps[0].mapping.userName.expression: at column 1: Left takes 2 arguments, got 1",
+        ),
+        (
+            "{expression: 'Lower([shoe_size])'}",
+            "apps[0].mapping.userName.expression: at column 8: unknown field [shoe_size]",
+        ),
+        (
+            """{expression: 'Join(".", [given_name]'}""",
+            "apps[0].mapping.userName.expression: at column 23: expected ',' or ')'",
+        ),
+        ("{field: shoe_size}", "apps[0].mapping.userName.field: Value error, unknown directory"),
+        (
+            "{expression: 'Lower([title])', apply: sometimes}",
+            "apps[0].mapping.userName.apply: Input should be 'always' or 'create_only'",
+        ),
+        (
+            "{expression: 'Lower([title])', constant: x}",
+            "apps[0].mapping.userName: give a directory field name, or a mapping with exactly"
+            " one of field, constant and expression",
+        ),
+        ("{expression: 'Lower([title])', colour: red}", "apps[0].mapping.userName.colour: Extra"),
+    ],
+)
+def test_mapping_entry_errors_name_the_key_and_the_column(
+    tmp_path: Path, entry: str, expected: str
+) -> None:
+    message = error_of(write(tmp_path, MINIMAL + f"    mapping:\n      userName: {entry}\n"))
+    assert expected in message
+    assert message.count("\n") <= 3  # one problem, not one per kind of entry
+
+
+def test_an_expression_error_shows_a_caret_under_the_column(tmp_path: Path) -> None:
+    entry = """{expression: 'Lower(Joinn(".", [given_name]))'}"""
+    message = error_of(write(tmp_path, MINIMAL + f"    mapping:\n      userName: {entry}\n"))
+    assert message.splitlines()[-2:] == [
+        '      Lower(Joinn(".", [given_name]))',
+        "            ^",
+    ]

@@ -12,6 +12,7 @@ from tests.sync_env import Installation, people, person
 
 APPS = ["chat", "wiki"]
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 
 @pytest.fixture
@@ -294,3 +295,51 @@ def test_the_sync_app_flow_touches_only_its_app(env: Installation) -> None:
     result = sync_one_app(app="wiki", config_path=env.config_path)
     assert list(result["apps"]) == ["wiki"]
     assert len(env.accounts("wiki")) == 5 and env.accounts("chat") == {}
+
+
+USER_NAME = (
+    'Unique(Lower(Join(".", NormalizeDiacritics([given_name]),'
+    " NormalizeDiacritics([family_name]))))"
+)
+
+
+def test_expressions_unique_user_names_and_create_only_attributes(
+    make_installation: Callable[..., Installation],
+) -> None:
+    mapping = {
+        "userName": {"expression": USER_NAME, "apply": "create_only"},
+        "title": {"field": "title", "apply": "create_only"},
+        "displayName": {"expression": 'Join(" ", [given_name], Upper([family_name]))'},
+    }
+    env = make_installation(["chat"], chat={"mapping": mapping})
+    team = people(3, apps="chat")
+    team[1].update(given_name="Zoë", family_name="Núñez")
+    team[2].update(given_name="Zoe", family_name="Nunez")  # the same first choice
+    env.import_people(team)
+    with env.scim.client("chat") as client:  # someone else's account has it already
+        client.post("/Users", json={"schemas": [SCIM_USER], "userName": "zoe.nunez"})
+    first = run(env)
+    assert first["apps"]["chat"]["summary"]["created"] == 3
+    chat = env.accounts("chat")
+    assert set(chat) == {"given0.family0", "zoe.nunez", "zoe.nunez2", "zoe.nunez3"}
+    names = {chat[n]["displayName"] for n in ("zoe.nunez2", "zoe.nunez3")}
+    assert names == {"Zoë NÚÑEZ", "Zoe NUNEZ"}
+    zoe = next(n for n in ("zoe.nunez2", "zoe.nunez3") if chat[n]["displayName"] == "Zoë NÚÑEZ")
+
+    writes = env.scim.writes()
+    assert run(env)["apps"]["chat"]["summary"]["unchanged"] == 3
+    assert env.scim.writes() == writes
+
+    team[1].update(family_name="Lee", title="Staff Engineer")
+    env.import_people(team)
+    changed = run(env)
+    drift = [r for r in changed["apps"]["chat"]["drift"] if r["user"] == "user0001"]
+    assert sorted((r["attribute"], r["new"]) for r in drift) == [
+        ("displayName", "Zoë LEE"),
+        ("name.familyName", "Lee"),
+    ]
+    account = env.accounts("chat")[zoe]  # userName and title are create-only: kept
+    assert (account["displayName"], account["title"]) == ("Zoë LEE", "Engineer")
+    writes = env.scim.writes()
+    run(env)
+    assert env.scim.writes() == writes

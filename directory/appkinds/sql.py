@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from directory.appbase import AppConfig, Constant
+from directory.appbase import AppConfig, Constant, Source
 
 #: the attributes a role has in Roster's flat namespace
 USER_NAME = "userName"
@@ -159,7 +159,7 @@ class SqlAppConfig(AppConfig):
         return self
 
     @property
-    def effective_mapping(self) -> dict[str, str | Constant]:
+    def effective_mapping(self) -> dict[str, Source]:
         """The default mapping, plus ``memberOf`` = every group role unless mapped."""
         merged = super().effective_mapping
         if self.group_roles and MEMBER_OF not in self.mapping:
