@@ -56,7 +56,7 @@ def plan_app(
     waiting: Mapping[str, datetime] | None = None,
 ) -> AppPlan:
     rules = PlanRules.for_app(app)
-    links, set_aside = set_aside_unreadable(links, extract.unreadable)
+    links, set_aside = set_aside_unreadable(links, extract)
     desired = build_desired(users, assigned, app.effective_mapping)
     aside = desired["user_id"].isin(list(set_aside))
     set_aside_names = sorted(desired.loc[aside, "user_name"])
