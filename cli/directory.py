@@ -28,7 +28,8 @@ directory_app = typer.Typer(
     "deactivate and reactivate people. Apps pick the changes up at the next sync.",
     no_args_is_help=True,
 )
-stdout = Console(highlight=False)
+#: no markup: names and values come from CSV files and apps, and "[/x]" is not a tag here
+stdout = Console(highlight=False, markup=False)
 
 UserArg = Annotated[str, typer.Argument(help="user_name, email or id (any case)")]
 AppArg = Annotated[str, typer.Argument(help="app name, as in roster.yaml")]

@@ -109,6 +109,8 @@ FORMULAS = [
     "''-twice",
     "'plain quote",
     "=1,2;3\n=4",
+    "[/b] not a tag",  # rich markup, for the CLI's tables
+    "[bold]plain",
 ]
 
 
@@ -461,6 +463,9 @@ def test_the_cli_exports_what_it_imported(roster: Roster, workdir: Path, spec: C
     spec.write(workdir / "people.csv")
     assert roster("import", str(workdir / "people.csv")).exit_code == 0
     before = directory_of(roster.store)
+    for listing in (("users",), ("groups",), ("users", "--json")):
+        shown = roster(*listing)
+        assert shown.exit_code == 0 and "Traceback" not in shown.output, shown.output
     result = roster("export", str(workdir / "out.csv"))
     assert result.exit_code == 0, result.output
     assert result.stdout == f"Exported {len(spec.people)} users to {workdir / 'out.csv'}.\n"
@@ -530,3 +535,15 @@ def test_formula_cells_import_as_written_and_one_quote_is_dropped(
         "'plain",
     ]
     assert [users["bob"][k] for k in ("display_name", "title", "department")] == ["'@x", "-5", "+1"]
+
+
+def test_values_that_look_like_markup_are_shown_as_written(roster: Roster, workdir: Path) -> None:
+    """Rich reads "[/b]" as a closing tag: the tables crashed on such a name (MarkupError)."""
+    wipe(roster.store)
+    path = workdir / "markup.csv"
+    path.write_text("user_name,email,display_name,groups\n[b]ada,ada@example.com,[/b] Ada,[/g]\n")
+    assert roster("import", str(path)).exit_code == 0
+    for listing in (("users",), ("groups",), ("show", "[b]ada")):
+        result = roster(*listing)
+        assert result.exit_code == 0, result.output
+        assert "[/b] Ada" in result.stdout or "[/g]" in result.stdout
