@@ -327,7 +327,8 @@ def test_resources_and_id_may_be_spelled_in_any_case() -> None:
     [
         ({"id": "x" * 256}, "the User's id cannot be stored"),
         ({"id": "a\x00b"}, "the User's id cannot be stored"),
-        ({"title": "\ud800"}, "not valid Unicode: title"),
+        ({"title": "\ud800"}, "a NUL or an unpaired surrogate in title"),
+        ({"displayName": "a\x00b"}, "a NUL or an unpaired surrogate in displayName"),
     ],
 )
 def test_ids_and_values_roster_cannot_store_are_invalid(change: dict[str, Any], why: str) -> None:

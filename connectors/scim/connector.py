@@ -304,7 +304,9 @@ class ScimConnector:
         except ValueError as exc:
             raise InvalidResponseError(f"{where}: {exc}") from exc
         if bad := [p for p, v in attributes.items() if isinstance(v, str) and not storable(v)]:
-            raise InvalidResponseError(f"{where}: not valid Unicode: {', '.join(bad)}")
+            raise InvalidResponseError(
+                f"{where}: a NUL or an unpaired surrogate in {', '.join(bad)}"
+            )
         return Account(id=user.id, attributes=attributes)
 
     # -- the wire -------------------------------------------------------------------------
