@@ -1,4 +1,5 @@
-"""``roster directory ...``: import people, look them up, assign apps, (de)activate.
+"""``roster directory ...``: import and export people, look them up, assign apps,
+(de)activate.
 
 Changes made here reach the apps at the next sync; these commands only touch the
 directory database. Deactivations also send a ``roster.user.deactivated`` event when
@@ -19,6 +20,7 @@ from rich.table import Table
 from cli.context import open_store, warn
 from cli.events import announce_deactivated, users_named
 from directory.config import RosterConfig
+from directory.csvexport import export_csv
 from directory.importer import ImportResult, import_csv
 
 directory_app = typer.Typer(
@@ -26,7 +28,8 @@ directory_app = typer.Typer(
     "deactivate and reactivate people. Apps pick the changes up at the next sync.",
     no_args_is_help=True,
 )
-stdout = Console(highlight=False)
+#: no markup: names and values come from CSV files and apps, and "[/x]" is not a tag here
+stdout = Console(highlight=False, markup=False)
 
 UserArg = Annotated[str, typer.Argument(help="user_name, email or id (any case)")]
 AppArg = Annotated[str, typer.Argument(help="app name, as in roster.yaml")]
@@ -69,6 +72,18 @@ def import_file(
         deactivated = [] if result.dry_run else users_named(store, result.deactivated_names)
     _print_import(file, result)
     announce_deactivated(deactivated, source="import --full")
+
+
+@directory_app.command("export")
+def export_file(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV file to write (replaced if it exists)")],
+) -> None:
+    """Write every user to a CSV file that `roster directory import` reads back. Cells a
+    spreadsheet would run as formulas (= + - @) get a ' in front; import drops it."""
+    with open_store(ctx) as (_config, store):
+        count = export_csv(store, file)
+    stdout.print(f"Exported {count} users to {file}.")
 
 
 def _print_import(file: Path, result: ImportResult) -> None:

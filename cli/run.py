@@ -7,12 +7,14 @@ With ``--json`` exactly one JSON document goes to stdout; logs and progress go t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.context import cli_errors, config_path, get_config, open_store
@@ -20,6 +22,7 @@ from cli.progress import apply_progress
 from connectors.build import check_mapping
 from connectors.errors import ConnectorError
 from directory.config import ConfigError, find_config_path
+from directory.errors import DirectoryError
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
@@ -175,11 +178,37 @@ def _check_config(ctx: typer.Context, app: str | None) -> None:
 
 @contextmanager
 def _quiet_prefect() -> Iterator[None]:
-    """Prefect's flow heartbeat makes every flow wait ~1 s at exit; a CLI run needs none."""
+    """Prefect's flow heartbeat makes every flow wait ~1 s at exit; a CLI run needs none.
+    A task that failed with a typed error (an app refused, or answered nonsense) is one
+    line on the terminal, not a traceback; the Prefect API still gets the traceback."""
+    from prefect.logging.handlers import PrefectConsoleHandler
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
+    consoles = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    formatters = [handler.formatter for handler in consoles]
+    for handler, formatter in zip(consoles, formatters, strict=True):
+        handler.setFormatter(_TypedErrorsOnOneLine(formatter))
+    try:
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+    finally:
+        for handler, formatter in zip(consoles, formatters, strict=True):
+            handler.setFormatter(formatter)
+
+
+class _TypedErrorsOnOneLine(logging.Formatter):
+    """Formats like ``inner``, without the traceback of Roster's own typed errors."""
+
+    TYPED = (ConnectorError, ConfigError, DirectoryError)
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and isinstance(record.exc_info[1], self.TYPED):
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return self.inner.format(record)
 
 
 def _run_flow(call: Callable[[], dict[str, Any]], label: str) -> dict[str, Any]:
@@ -199,9 +228,9 @@ def _print_sync(result: dict[str, Any]) -> None:
     _print_summary_table(result["apps"])
     for name, outcome in result["apps"].items():
         for note in outcome.get("notes", []):
-            stdout.print(f"  [yellow]{name}[/]: {note}")
+            stdout.print(f"  [yellow]{name}[/]: {escape(note)}")
         if outcome.get("status") in ("failed", "locked"):
-            stdout.print(f"  [red]{name}: {outcome['error']}[/]")
+            stdout.print(f"  [red]{name}: {escape(str(outcome['error']))}[/]")
         if "quarantine" in outcome:
             stdout.print(
                 f"  [red]{name}[/]: lift the quarantine with: roster quarantine lift {name}"
@@ -251,13 +280,15 @@ def _print_drift(app: str, rows: list[dict[str, Any]], limit: int = 20) -> None:
     for row in rows[:limit]:
         change = "" if row["attribute"] is None else f"{row['old']} → {row['new']}"
         table.add_row(
-            row["user"] or row["remote_id"],
-            row["action"],
-            row.get("origin") or "",
-            row["status"],
-            row["attribute"] or "",
-            change,
-            row["error"] or "",
+            *_plain(
+                row["user"] or row["remote_id"],
+                row["action"],
+                row.get("origin") or "",
+                row["status"],
+                row["attribute"] or "",
+                change,
+                row["error"] or "",
+            )
         )
     stdout.print(table)
     if len(rows) > limit:
@@ -266,7 +297,7 @@ def _print_drift(app: str, rows: list[dict[str, Any]], limit: int = 20) -> None:
 
 def _print_offboard(result: dict[str, Any]) -> None:
     stdout.print(
-        f"[bold]Offboarded {result['user']}[/]  run {result['run_id']}"
+        f"[bold]Offboarded {escape(str(result['user']))}[/]  run {result['run_id']}"
         + (" — dry run" if result["dry_run"] else "")
     )
     if not result["apps"]:
@@ -277,11 +308,13 @@ def _print_offboard(result: dict[str, Any]) -> None:
         active = outcome.get("active_in_app")
         shown = "gone" if active is None and outcome.get("action") == "delete" else str(active)
         table.add_row(
-            name,
-            outcome.get("action", ""),
-            outcome.get("outcome", ""),
-            shown,
-            outcome.get("error") or outcome.get("note") or "",
+            *_plain(
+                name,
+                outcome.get("action", ""),
+                outcome.get("outcome", ""),
+                shown,
+                outcome.get("error") or outcome.get("note") or "",
+            )
         )
     stdout.print(table)
 
@@ -300,8 +333,14 @@ def _print_actions(actions: Any) -> None:
             cells += [_text(row.failures), _when(row.next_attempt_at)]
         else:
             cells.append(_decider(row.decided_by, row.decided_at))
-        table.add_row(*cells)
+        table.add_row(*_plain(*cells))
     stdout.print(table)
+
+
+def _plain(*cells: Any) -> list[str]:
+    """Table cells as text, never markup: errors and values come from apps, and a title
+    like "[/b]" would crash the table (rich MarkupError) or restyle it."""
+    return [escape(str(cell)) for cell in cells]
 
 
 def _decider(who: Any, when: Any) -> str:
@@ -343,13 +382,15 @@ def quarantine_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     table = Table("app", "state", "failed runs", "reason", "since", "next retry", "last error")
     for h in states:
         table.add_row(
-            h.app,
-            "quarantined" if h.quarantined else "failing",
-            str(h.failures),
-            h.reason or "",
-            _when(h.quarantined_since or h.failing_since),
-            _when(h.next_retry_at),
-            h.last_error or "",
+            *_plain(
+                h.app,
+                "quarantined" if h.quarantined else "failing",
+                str(h.failures),
+                h.reason or "",
+                _when(h.quarantined_since or h.failing_since),
+                _when(h.next_retry_at),
+                h.last_error or "",
+            )
         )
     stdout.print(table)
 

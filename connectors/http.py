@@ -173,10 +173,11 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def read_json(method: str, path: str, response: httpx.Response) -> Any:
-    """The body as JSON, or InvalidResponseError (an HTML error page, a truncated body)."""
+    """The body as JSON, or InvalidResponseError (an HTML error page, a truncated body,
+    arrays nested deeper than Python's recursion limit)."""
     try:
         return response.json()
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
         raise InvalidResponseError(
             f"{method} {path}: {response.status_code} body is not JSON", status=response.status_code
         ) from exc

@@ -168,8 +168,11 @@ class DirectoryAdminMixin:
         with self.engine.connect() as conn:
             users = read_users_frame(conn)
             app_pairs, group_pairs = _user_apps_and_groups(conn)
-        users["apps"] = users["user_id"].map(_joined(app_pairs, "user_id", "app")).fillna("")
-        users["groups"] = users["user_id"].map(_joined(group_pairs, "user_id", "name")).fillna("")
+        # astype(object): with no pairs at all, map() gives float NaN, which "" cannot fill
+        apps = users["user_id"].map(_joined(app_pairs, "user_id", "app"))
+        groups = users["user_id"].map(_joined(group_pairs, "user_id", "name"))
+        users["apps"] = apps.astype(object).fillna("")
+        users["groups"] = groups.astype(object).fillna("")
         if app is not None:
             assigned = set(app_pairs.loc[app_pairs["app"] == app, "user_id"])
             users = users[users["user_id"].isin(assigned)]
@@ -190,6 +193,7 @@ class DirectoryAdminMixin:
             groups = read_frame(conn, stmt, ["id", "name", "members"])
             app_stmt = sa.select(GroupApp.group_id, GroupApp.app)
             pairs = read_frame(conn, app_stmt, ["group_id", "app"])
-        groups["apps"] = groups["id"].map(_joined(pairs, "group_id", "app")).fillna("")
+        groups["apps"] = groups["id"].map(_joined(pairs, "group_id", "app")).astype(object)
+        groups["apps"] = groups["apps"].fillna("")
         groups["members"] = groups["members"].astype(int)
         return groups[["name", "members", "apps"]]

@@ -3,11 +3,24 @@
 Every problem is collected with its 1-based file line (the header is line 1), so one
 round of fixes is enough; a file with any problem raises ``CsvImportError`` carrying all
 of them. Quoted fields may span lines: a row's line is where its record starts.
+
+Text is UTF-8, with or without Excel's BOM, or UTF-16 with its BOM; anything else is
+rejected at the line of its first undecodable byte, never guessed.
+
+Spreadsheet formulas (OWASP "CSV injection"): a cell that starts with ``= + - @``, a tab
+or a carriage return is written with a ``'`` in front (``escape_cell``), so a spreadsheet
+shows it as text instead of running it. Reading drops that one ``'`` again
+(``unescape_cell``), so an exported file imports back to the very same values. A value
+that itself starts with quotes before such a character gets one more quote, so the rule
+round-trips for every value: ``=1+1`` <-> ``'=1+1``, ``'=1+1`` <-> ``''=1+1``, and
+``'hello`` stays ``'hello`` both ways.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -15,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from directory.config import DIRECTORY_FIELDS
-from directory.errors import CsvImportError, DirectoryError, InvalidNameError, RowError
+from directory.errors import CsvImportError, DirectoryError, InvalidNameError, RowError, shown
 from directory.queries import check_app_name, check_group_name
 
 REQUIRED_COLUMNS = ("user_name", "email")
@@ -28,6 +41,16 @@ TRUE_VALUES = frozenset({"true", "yes", "1"})
 FALSE_VALUES = frozenset({"false", "no", "0"})
 #: deliberately loose (one @, a dot in the domain, no spaces): apps do the strict checks
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: what ends a line for the csv reader over ``newline=""`` text (and for editors)
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: the first characters that make a spreadsheet read a cell as a formula (OWASP)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: byte order marks the reader accepts, and the codec each one means
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 @dataclass
@@ -83,23 +106,59 @@ def read_csv(path: str | os.PathLike[str], directory_names: Mapping[str, str]) -
 
 
 def _records(path: Path, source: str) -> Iterator[tuple[int, list[str]]]:
-    """(first line, cells) for each non-blank record; ``utf-8-sig`` drops an Excel BOM."""
+    """(first line, cells) for each non-blank record."""
+    text = _read_text(path, source)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, strict=True)
-            start = 1
-            for cells in reader:
-                if any(cell.strip() for cell in cells):
-                    yield start, cells
-                start = reader.line_num + 1
-    except FileNotFoundError:
-        raise DirectoryError(f"{source}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise DirectoryError(f"{source}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise DirectoryError(f"{source}: cannot read the file ({exc.strerror})") from None
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                yield start, cells
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise CsvImportError(source, [RowError(start, f"not valid CSV: {exc}")]) from None
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The file as text, by its BOM (none: UTF-8). A byte that does not decode, or a NUL
+    (which PostgreSQL cannot store), rejects the file at its line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DirectoryError(f"{source}: file not found") from None
+    except OSError as exc:
+        raise DirectoryError(f"{source}: cannot read the file ({exc.strerror})") from None
+    encoding = next((codec for bom, codec in BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = _line_of(data[: exc.start].decode(encoding, errors="replace"))
+        reason = (
+            f"not {encoding.removesuffix('-sig').upper()} text ({exc.reason} at byte {exc.start})"
+        )
+        raise CsvImportError(
+            source, [RowError(line, f"{reason}; save the file as UTF-8")]
+        ) from None
+    if (nul := text.find("\x00")) >= 0:
+        line = _line_of(text[:nul])
+        why = "a NUL character (UTF-16 without a byte order mark?); save the file as UTF-8"
+        raise CsvImportError(source, [RowError(line, why)])
+    return text
+
+
+def _line_of(before: str) -> int:
+    """The line after ``before``, counted as the csv reader counts: universal newlines."""
+    return len(LINE_BREAK.findall(before)) + 1
+
+
+def escape_cell(value: str) -> str:
+    """The cell to write for ``value``: a spreadsheet must never run it (module docstring)."""
+    return f"'{value}" if value.lstrip("'").startswith(FORMULA_START) else value
+
+
+def unescape_cell(cell: str) -> str:
+    """The value ``escape_cell`` wrote ``cell`` for."""
+    return cell[1:] if cell.startswith("'") and escape_cell(cell[1:]) != cell[1:] else cell
 
 
 def _columns(header: list[str], source: str, line: int) -> list[str]:
@@ -107,11 +166,11 @@ def _columns(header: list[str], source: str, line: int) -> list[str]:
     problems = []
     if unknown := [name for name in columns if name not in KNOWN_COLUMNS]:
         problems.append(
-            f"unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"unknown column(s) {', '.join(map(shown, unknown))}; "
             f"known columns: {', '.join(KNOWN_COLUMNS)}"
         )
     if repeated := sorted({name for name in columns if columns.count(name) > 1}):
-        problems.append(f"repeated column(s) {', '.join(map(repr, repeated))}")
+        problems.append(f"repeated column(s) {', '.join(map(shown, repeated))}")
     if missing := [name for name in REQUIRED_COLUMNS if name not in columns]:
         problems.append(f"missing required column(s) {', '.join(missing)}")
     if problems:
@@ -121,13 +180,13 @@ def _columns(header: list[str], source: str, line: int) -> list[str]:
 
 def _cell(cells: list[str], columns: list[str], name: str) -> str:
     index = columns.index(name)
-    return cells[index].strip() if index < len(cells) else ""
+    return unescape_cell(cells[index].strip()) if index < len(cells) else ""
 
 
 def _parse_row(line: int, cells: list[str], columns: list[str]) -> tuple[CsvRow | None, list[str]]:
     if len(cells) > len(columns):
         return None, [f"{len(cells)} fields, but the header has {len(columns)}"]
-    values = dict(zip(columns, [cell.strip() for cell in cells], strict=False))
+    values = dict(zip(columns, [unescape_cell(cell.strip()) for cell in cells], strict=False))
     text = {name: values.get(name) or None for name in TEXT_COLUMNS if name in columns}
     reasons = _text_problems(text)
     active, problem = _parse_active(values.get("active"))
@@ -147,7 +206,7 @@ def _text_problems(text: dict[str, str | None]) -> list[str]:
     reasons = [f"missing {name}" for name in REQUIRED_COLUMNS if not text.get(name)]
     email = text.get("email")
     if email and not EMAIL.match(email):
-        reasons.append(f"invalid email {email!r}")
+        reasons.append(f"invalid email {shown(email)}")
     for name, value in text.items():
         limit = MAX_LENGTH.get(name, 255)
         if value and len(value) > limit:
@@ -162,7 +221,7 @@ def _parse_active(value: str | None) -> tuple[bool | None, str | None]:
         return True, None
     if value.lower() in FALSE_VALUES:
         return False, None
-    return None, f"bad active value {value!r} (use true/false, yes/no or 1/0)"
+    return None, f"bad active value {shown(value)} (use true/false, yes/no or 1/0)"
 
 
 def _parse_names(
@@ -190,7 +249,9 @@ def _duplicates(names: list[tuple[int, str]]) -> list[RowError]:
     errors = []
     for line, name in names:
         if (first := first_line.setdefault(name.lower(), line)) != line:
-            errors.append(RowError(line, f"duplicate user_name {name!r} (also on line {first})"))
+            errors.append(
+                RowError(line, f"duplicate user_name {shown(name)} (also on line {first})")
+            )
     return errors
 
 
@@ -206,7 +267,9 @@ def _resolve_managers(rows: list[CsvRow], known: Mapping[str, str]) -> list[RowE
             errors.append(RowError(row.line, "a user cannot be their own manager"))
         elif manager.lower() not in known:
             errors.append(
-                RowError(row.line, f"manager {manager!r} not found in the file or the directory")
+                RowError(
+                    row.line, f"manager {shown(manager)} not found in the file or the directory"
+                )
             )
         else:
             row.text["manager"] = known[manager.lower()]

@@ -17,6 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: how much of a bad value a message repeats
+SHOWN = 60
+
+
+def shown(value: str) -> str:
+    """``value`` quoted for a message, shortened: a 100,000-character cell is one bad
+    value, not a screenful."""
+    return repr(value) if len(value) <= SHOWN else f"{value[: SHOWN - 1]!r}…"
+
 
 class DirectoryError(Exception):
     """The directory refused an operation; the message says why, for a person to read."""

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from directory.config import DIRECTORY_FIELDS
-from directory.errors import InvalidNameError
+from directory.errors import InvalidNameError, shown
 from directory.models import GroupApp, GroupMember, User, UserApp
 
 #: rows per INSERT/UPDATE batch: well under SQLite's 32,766 bound parameters per statement
@@ -127,7 +127,7 @@ def upsert(conn: Connection, table: Any) -> Any:
 def check_app_name(app: str) -> str:
     if not isinstance(app, str) or not APP_NAME.match(app):
         raise InvalidNameError(
-            f"invalid app name {app!r}: use letters, digits, '_', '.', '-' "
+            f"invalid app name {shown(str(app))}: use letters, digits, '_', '.', '-' "
             "(at most 64, starting with a letter or digit)"
         )
     return app
@@ -137,6 +137,6 @@ def check_group_name(group: str) -> str:
     name = group.strip() if isinstance(group, str) else ""
     if not name or ";" in name or len(name) > 255:
         raise InvalidNameError(
-            f"invalid group name {group!r}: it must be 1-255 characters without ';'"
+            f"invalid group name {shown(str(group))}: it must be 1-255 characters without ';'"
         )
     return name

@@ -3,7 +3,9 @@
 A listing that cannot complete raises: a half-read app must never look like an app whose
 accounts were deleted, or the plan would re-create (or the directory side deprovision)
 people. Accounts the app returned but that failed validation are kept aside by id, so
-their users are neither re-created nor deprovisioned this run.
+their users are neither re-created nor deprovisioned this run. One that came without a
+usable id could be any linked account missing from the listing, so those are kept aside
+too, for as long as the app sends it so.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class AppExtract:
     errors: list[str] = field(default_factory=list)
     #: remote ids of those accounts, where the app gave one
     unreadable: frozenset[str] = frozenset()
+    #: how many of them came without a usable id
+    anonymous: int = 0
 
 
 @task(name="extract-directory", cache_policy=NO_CACHE)
@@ -43,19 +47,24 @@ def read_accounts(connector: Connector, targets: Sequence[str]) -> AppExtract:
     rows: list[dict[str, object]] = []
     errors: list[str] = []
     unreadable: set[str] = set()
+    anonymous = 0
     for page in connector.list_accounts():
         rows.extend({"remote_id": a.id, **a.attributes} for a in page.accounts)
         errors.extend(page.errors)
         unreadable.update(page.unreadable_ids)
+        anonymous += len(page.errors) - len(page.unreadable_ids)
     frame = pd.DataFrame(rows, columns=["remote_id", *targets], dtype=object)
-    return AppExtract(frame.where(frame.notna(), None), errors, frozenset(unreadable))
+    accounts = frame.where(frame.notna(), None)
+    return AppExtract(accounts, errors, frozenset(unreadable), anonymous)
 
 
-def set_aside_unreadable(
-    links: pd.DataFrame, unreadable: frozenset[str]
-) -> tuple[pd.DataFrame, set[str]]:
-    """Links to accounts the app returned malformed: leave them out of this plan entirely."""
-    if not unreadable:
+def set_aside_unreadable(links: pd.DataFrame, extract: AppExtract) -> tuple[pd.DataFrame, set[str]]:
+    """Links to accounts the app returned malformed: leave them out of this plan entirely.
+    With accounts that came without an id, that is every link whose account is missing
+    from the listing: it may be one of them, and must not be re-created beside it."""
+    bad = links["remote_id"].isin(list(extract.unreadable))
+    if extract.anonymous:
+        bad |= ~links["remote_id"].isin(list(extract.accounts["remote_id"]))
+    if not bad.any():
         return links, set()
-    bad = links["remote_id"].isin(list(unreadable))
     return links[~bad], set(links.loc[bad, "user_id"])

@@ -132,7 +132,8 @@ def unreadable_rows(app: str, user_names: list[str]) -> list[dict[str, Any]]:
             "attribute": None,
             "old": None,
             "new": None,
-            "error": "the app returned this account malformed; left untouched",
+            "error": "the app returned this account malformed (or, without an id, an account"
+            " that may be this one); left untouched",
         }
         for name in user_names
     ]

@@ -56,7 +56,7 @@ def plan_app(
     waiting: Mapping[str, datetime] | None = None,
 ) -> AppPlan:
     rules = PlanRules.for_app(app)
-    links, set_aside = set_aside_unreadable(links, extract.unreadable)
+    links, set_aside = set_aside_unreadable(links, extract)
     mapping = app.effective_mapping
     taken = taken_values(extract.accounts, links, unique_targets(mapping), rules.owner_keys)
     desired = build_desired(users, assigned, mapping, taken)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +22,8 @@ POSTGRES_URL_ENV = "ROSTER_TEST_POSTGRES_URL"
 
 # Property tests (the *_fuzz.py files): a fixed seed and no example database, so CI runs
 # the same examples every time and in well under a minute. HYPOTHESIS_PROFILE=deep
-# explores for real, with new examples each run: use it after changing a parser.
+# explores for real, new examples each run, and keeps failing ones in .hypothesis/ to
+# replay: use it after changing a parser.
 settings.register_profile(
     "roster",
     max_examples=40,
@@ -72,8 +74,8 @@ def _postgres_url() -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def postgres_schema() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a throwaway schema, dropped afterwards."""
     base = _postgres_url()
     schema = f"roster_test_{uuid.uuid4().hex[:10]}"
@@ -87,6 +89,12 @@ def postgres_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -1,4 +1,4 @@
-"""A fault-injecting WSGI middleware in front of the real scim2-server (tests only)."""
+"""Fault-injecting WSGI middlewares in front of the real scim2-server (tests only)."""
 
 from __future__ import annotations
 
@@ -74,3 +74,41 @@ class LoseCreateAnswers:
         b"".join(self.app(environ, lambda status, headers, exc_info=None: None))
         start_response(self.status, [("Content-Type", "application/json")])
         return [self.body]
+
+
+class CorruptListedUser:
+    """Rewrite one user (by userName) in every list answer (GET .../Users, filters
+    included) with ``corrupt(resource) -> resource``; everything else passes through.
+
+    What scim2-server itself would never send: the listing then carries one account that
+    Roster cannot read, or one it cannot even tell apart (no id)."""
+
+    def __init__(
+        self, app: WSGIApp, user_name: str, corrupt: Callable[[dict[str, Any]], Any]
+    ) -> None:
+        self.app = app
+        self.user_name = user_name
+        self.corrupt = corrupt
+        self.corrupted = 0
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] != "GET" or not environ["PATH_INFO"].endswith("/Users"):
+            return self.app(environ, start_response)
+        captured: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        body = json.loads(b"".join(self.app(environ, keep)))
+        body["Resources"] = [self._rewrite(r) for r in body.get("Resources", [])]
+        data = json.dumps(body).encode()
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(data)))])
+        return [data]
+
+    def _rewrite(self, resource: dict[str, Any]) -> Any:
+        if resource.get("userName", "").lower() != self.user_name:
+            return resource
+        self.corrupted += 1
+        return self.corrupt(resource)

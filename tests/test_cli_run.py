@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from tasks import session
 from tests.scim_apps import TOKEN
 from tests.sync_env import Installation, people
 
@@ -87,3 +92,60 @@ def test_bad_config_is_one_clear_line_and_exit_2(env: Installation, tmp_path: Pa
     assert f"{bad}: invalid configuration" in result.stderr
     assert "apps[0].connector" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+NESTED = b"[" * 50_000 + b"]" * 50_000
+SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+class CurrentStderr(io.TextIOBase):
+    """Whatever sys.stderr is when written to."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@pytest.fixture
+def prefect_logs_in_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's console log handler keeps the stderr it was made with (in this session:
+    an earlier CliRunner's, closed since); as in a real ``roster`` process, point it at
+    the stderr of the command being run, so the test sees what a terminal would."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    import flows.sync  # noqa: F401  (Prefect sets its logging up on import)
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            stream = CurrentStderr()
+            monkeypatch.setattr(handler, "stream", stream)
+            monkeypatch.setattr(handler.console, "file", stream)
+
+
+@pytest.mark.usefixtures("prefect_logs_in_output")
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        (httpx.Response(200, content=NESTED), "wiki: GET /Users: 200 body is not JSON"),
+        (
+            httpx.Response(400, json={"schemas": [SCIM_ERROR], "detail": "[/b] is [bold]bad"}),
+            "wiki: GET /Users: 400 [/b] is [bold]bad",
+        ),
+    ],
+)
+def test_an_app_answering_nonsense_fails_alone_without_a_traceback(
+    env: Installation, answer: httpx.Response, shown: str
+) -> None:
+    """JSON nested past the recursion limit used to escape as RecursionError, and an
+    error text with "[/b]" in it crashed the summary (rich markup)."""
+    env.import_people(people(3))
+    session.TRANSPORTS["wiki"] = httpx.MockTransport(lambda request: answer)
+    result = roster(env, "sync")
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert "Task run failed with exception" in result.stderr  # Prefect's log, one line
+    assert shown in result.stdout
+    assert len(env.accounts("chat")) == 3

@@ -70,9 +70,18 @@ def test_a_page_from_the_wrong_index_is_an_error() -> None:
 def test_too_few_distinct_accounts_is_an_error() -> None:
     paginator = ScimPaginator(page_size=2)
     paginator.update(total_results=4, start_index=None, ids=["a", "b"])
-    paginator.update(total_results=4, start_index=None, ids=["a", "b"])
-    with pytest.raises(InvalidResponseError, match="2 distinct accounts of totalResults 4"):
+    paginator.update(total_results=4, start_index=None, ids=["b", "c"])
+    with pytest.raises(InvalidResponseError, match="3 distinct accounts of totalResults 4"):
         paginator.next_request()
+
+
+def test_a_page_of_only_repeated_accounts_is_an_error() -> None:
+    """Else an app answering the same page to every startIndex, with a huge totalResults,
+    would be paged forever."""
+    paginator = ScimPaginator(page_size=2)
+    paginator.update(total_results=10**12, start_index=1, ids=["a", "b"])
+    with pytest.raises(InvalidResponseError, match="startIndex 3 repeats only accounts"):
+        paginator.update(total_results=10**12, start_index=3, ids=["b", "a"])
 
 
 def test_unreadable_ids_still_count_towards_the_total() -> None:

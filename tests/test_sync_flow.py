@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from flows.sync import sync, sync_one_app
+from tasks import session
+from tests.faults import CorruptListedUser
 from tests.scim_apps import TOKEN
 from tests.sync_env import Installation, people, person
 
@@ -343,3 +346,50 @@ def test_expressions_unique_user_names_and_create_only_attributes(
     writes = env.scim.writes()
     run(env)
     assert env.scim.writes() == writes
+
+
+def _bad_emails(resource: dict) -> dict:
+    return {**resource, "emails": "not a list"}
+
+
+def _no_id(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if k != "id"}
+
+
+def _not_an_object(resource: dict) -> str:
+    return f"user {resource['userName']}"
+
+
+@pytest.mark.parametrize("corrupt", [_bad_emails, _no_id, _not_an_object])
+def test_one_account_malformed_in_every_listing_fails_alone(
+    env: Installation, corrupt: Callable[[dict], object]
+) -> None:
+    """A proxy (or a bug) garbles one account in the app's list answers: that account is
+    reported and left alone, every other account syncs, nobody is deprovisioned or
+    re-created for it."""
+    team = people(8, apps="chat")
+    env.import_people(team)
+    run(env, app="chat")
+    for member in team:
+        member["title"] = "Staff Engineer"
+    team[6]["active"] = "false"
+    env.import_people(team)
+    garbler = CorruptListedUser(env.scim.app, "user0003", corrupt)
+    session.TRANSPORTS["chat"] = httpx.WSGITransport(app=garbler)  # type: ignore[arg-type]
+    before = env.scim.requests.copy()
+
+    chat = run(env, app="chat")["apps"]["chat"]
+
+    assert garbler.corrupted >= 1
+    assert [(r["user"], r["status"]) for r in chat["drift"] if r["status"] == "failed"] == [
+        ("user0003", "failed")
+    ]
+    assert (chat["summary"]["updated"], chat["summary"]["deactivated"]) == (6, 1)
+    assert chat["summary"]["created"] == 0
+    sent = env.scim.requests - before
+    assert sent[("POST", "chat")] == 0 and sent[("DELETE", "chat")] == 0
+    accounts = env.accounts("chat")
+    assert len(accounts) == 8
+    assert {name for name, a in accounts.items() if not a["active"]} == {"user0006"}
+    stale = {name for name, a in accounts.items() if a["title"] != "Staff Engineer"}
+    assert stale == {"user0003", "user0006"}  # left alone; deactivated, not updated

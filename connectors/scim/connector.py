@@ -14,31 +14,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
-from scim2_models import (
-    BaseModel,
-    Context,
-    Error,
-    ListResponse,
-    ScimFilter,
-    ScimPolicy,
-    ServiceProviderConfig,
-)
+from scim2_models import Context, ListResponse, ScimFilter, ServiceProviderConfig
 
 from connectors.base import Account, AccountPage, Attributes, Connector, Value
 from connectors.errors import (
-    BadRequestError,
     ConflictError,
     InvalidResponseError,
     NotFoundError,
 )
-from connectors.http import raise_for_status, read_json
+from connectors.http import read_json
 from connectors.ratelimit import RateLimiter
-from connectors.redact import redact
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
     USER_MODEL,
@@ -49,20 +38,22 @@ from connectors.scim.paths import (
     to_patch_ops,
     to_resource,
 )
+from connectors.scim.responses import (
+    NoTargetError,
+    check_status,
+    find_key,
+    raw_id,
+    storable,
+    total_results,
+    usable_id,
+    validate,
+)
 from connectors.wire import OperationStats, Wire
 from directory.config import UpdateMethod
 
 logger = logging.getLogger("roster.connectors.scim")
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-#: Apps add their own attributes and extensions; reading must not reject them.
-READ_POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore)
-M = TypeVar("M", bound=BaseModel)
-
-
-class NoTargetError(BadRequestError):
-    """400 ``noTarget`` (RFC 7644 §3.12): a PATCH path filter matched no entry. The
-    connector catches it to add the entry instead; elsewhere it is a BadRequestError."""
 
 
 class ScimConnector:
@@ -131,7 +122,7 @@ class ScimConnector:
             envelope, resources = self._get_list(params)
             results = [self._read_listed(index, raw) for index, raw in enumerate(resources)]
             fresh = paginator.update(
-                total_results=_total(envelope),
+                total_results=total_results(envelope),
                 start_index=envelope.start_index,
                 ids=[remote_id for remote_id, _ in results],
             )
@@ -148,7 +139,7 @@ class ScimConnector:
         # RFC 7644 §3.4.2.2: the value is a JSON string, so quotes and backslashes are escaped.
         expression = f"{parse_path(attribute)} eq {ScimFilter.quote(value)}"
         envelope, resources = self._get_list({"filter": expression, "count": 2})
-        total = _total(envelope)
+        total = total_results(envelope)
         if total > 1 or len(resources) > 1:
             # Not an HTTP 409, but the same meaning: the account is disputed, do not guess.
             raise ConflictError(f"GET /Users: {total} accounts match {attribute}")
@@ -212,7 +203,7 @@ class ScimConnector:
         except NotFoundError:
             logger.warning("app %s has no %s; updating with PUT", self.name, path)
             return False
-        config = _validate(
+        config = validate(
             ServiceProviderConfig, f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE
         )
         return bool(config.patch and config.patch.supported)
@@ -231,19 +222,19 @@ class ScimConnector:
         # RFC 7644 §3.5.2: 200 with the resource, or 204 with no body.
         if response.status_code != 204 and response.content:
             raw = read_json("PATCH", path, response)
-            _validate(USER_MODEL, f"PATCH {path}", raw, Context.RESOURCE_PATCH_RESPONSE)
+            validate(USER_MODEL, f"PATCH {path}", raw, Context.RESOURCE_PATCH_RESPONSE)
 
     def _put(self, remote_id: str, attributes: Mapping[str, Value]) -> None:
         path = _user_path(remote_id)
         body = merge_for_put(self._get_raw(remote_id), attributes)
         raw = read_json("PUT", path, self._request("PUT", path, json=body))
-        _validate(USER_MODEL, f"PUT {path}", raw, Context.RESOURCE_REPLACEMENT_RESPONSE)
+        validate(USER_MODEL, f"PUT {path}", raw, Context.RESOURCE_REPLACEMENT_RESPONSE)
 
     def _get_raw(self, remote_id: str) -> dict[str, Any]:
         """The resource as the app sent it (validated), for PUT and PATCH fallbacks."""
         path = _user_path(remote_id)
         raw = read_json("GET", path, self._request("GET", path))
-        _validate(USER_MODEL, f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE)
+        validate(USER_MODEL, f"GET {path}", raw, Context.RESOURCE_QUERY_RESPONSE)
         return dict(raw)
 
     # -- reading responses --------------------------------------------------------------
@@ -255,33 +246,41 @@ class ScimConnector:
         body = read_json("GET", "/Users", response)
         if not isinstance(body, dict):
             raise InvalidResponseError("GET /Users: the body is not a ListResponse object")
-        resources = body.get("Resources")
+        key = find_key(body, "Resources")  # RFC 7643 §2.1: attribute names are case-insensitive
+        resources = body[key] if key is not None else None
         if resources is not None and not isinstance(resources, list):
             raise InvalidResponseError("GET /Users: 'Resources' is not a list")
-        envelope = {**body, "Resources": []} if resources is not None else body
+        envelope = {**body, key: []} if key is not None and resources is not None else body
         context = Context.RESOURCE_QUERY_RESPONSE
-        validated = _validate(ListResponse[USER_MODEL], "GET /Users", envelope, context)
+        validated = validate(ListResponse[USER_MODEL], "GET /Users", envelope, context)
         return validated, resources or []
 
     def _read_listed(self, index: int, raw: Any) -> tuple[str | None, Account | str]:
         """(id if readable, the account or why it was rejected)."""
-        remote_id = raw.get("id") if isinstance(raw, dict) else None
-        remote_id = remote_id if isinstance(remote_id, str) and remote_id else None
         try:
-            return remote_id, self._account("GET /Users", raw, Context.RESOURCE_QUERY_RESPONSE)
+            account = self._account("GET /Users", raw, Context.RESOURCE_QUERY_RESPONSE)
         except InvalidResponseError as exc:
+            remote_id = raw_id(raw)
             label = f"id {remote_id}" if remote_id else f"resource #{index + 1} of the page"
             return remote_id, f"{label}: {exc}"
+        return account.id, account
 
     def _account(self, where: str, raw: Any, context: Context) -> Account:
-        user = _validate(USER_MODEL, where, raw, context)
+        user = validate(USER_MODEL, where, raw, context)
         if not user.id:
             raise InvalidResponseError(f"{where}: the User has no id")
+        if not usable_id(user.id):
+            raise InvalidResponseError(f"{where}: the User's id cannot be stored")
         canonical = user.model_dump(scim_ctx=Context.DEFAULT)  # canonical names, JSON types
         try:
-            return Account(id=user.id, attributes=flatten(canonical, self._paths))
+            attributes = flatten(canonical, self._paths)
         except ValueError as exc:
             raise InvalidResponseError(f"{where}: {exc}") from exc
+        if bad := [p for p, v in attributes.items() if isinstance(v, str) and not storable(v)]:
+            raise InvalidResponseError(
+                f"{where}: a NUL or an unpaired surrogate in {', '.join(bad)}"
+            )
+        return Account(id=user.id, attributes=attributes)
 
     # -- the wire -------------------------------------------------------------------------
 
@@ -295,48 +294,7 @@ class ScimConnector:
     ) -> httpx.Response:
         """Every request of this connector: ``connectors.wire.Wire.send`` with SCIM's
         status check. Raises the typed errors of connectors.errors."""
-        return self._wire.send(method, path, params=params, json=json, check=_check)
-
-
-def _check(method: str, path: str, response: httpx.Response) -> None:
-    """connectors.http.raise_for_status, with the SCIM error body (RFC 7644 §3.12) as the
-    reason and ``noTarget`` told apart."""
-    if response.is_success:
-        return
-    scim_type, detail = _error_body(response)
-    reason = ": ".join(part for part in (scim_type, detail) if part) or None
-    if response.status_code == 400 and scim_type == "noTarget":
-        raise NoTargetError(f"{method} {path}: 400 {reason}", status=400)
-    raise_for_status(method, path, response, reason=reason)
-
-
-def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
-    """The app's own words, redacted before they are cut short (an app may quote the
-    request, Authorization header included)."""
-    try:
-        error = Error.model_validate(response.json(), scim_policy=READ_POLICY)
-    except (ValueError, ValidationError):
-        return None, None
-    detail = redact(error.detail)[:200] if error.detail else None
-    return (redact(error.scim_type) if error.scim_type else None), detail
-
-
-def _validate(model: type[M], where: str, raw: Any, context: Context) -> M:
-    """Validate at the boundary; the message names fields and problems, never values."""
-    try:
-        return model.model_validate(raw, scim_ctx=context, scim_policy=READ_POLICY)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)[:3]
-        ]
-        raise InvalidResponseError(f"{where}: invalid SCIM: {'; '.join(problems)}") from exc
-
-
-def _total(envelope: ListResponse[Any]) -> int:
-    if envelope.total_results is None:
-        raise InvalidResponseError("GET /Users: the ListResponse has no totalResults")
-    return envelope.total_results
+        return self._wire.send(method, path, params=params, json=json, check=check_status)
 
 
 def _user_path(remote_id: str) -> str:

@@ -13,6 +13,10 @@ from collections.abc import Sequence
 
 from connectors.errors import InvalidResponseError
 
+#: resources without a usable id each fail alone, up to this many; past it, a listing
+#: where they outnumber the readable ones is broken as a whole
+ANONYMOUS_GRACE = 10
+
 
 class ScimPaginator:
     """``startIndex``/``count`` paging until ``totalResults``.
@@ -57,7 +61,19 @@ class ScimPaginator:
                 f"empty page at startIndex {here} of totalResults {total_results}"
             )
         self._next_index += len(ids)
-        return [self._is_new(remote_id) for remote_id in ids]
+        fresh = [self._is_new(remote_id) for remote_id in ids]
+        # Either rule stops an app that answers every startIndex alike from being paged
+        # for ever (a totalResults of 10**12 costs it nothing).
+        if ids and not any(fresh):
+            raise InvalidResponseError(
+                f"the page at startIndex {here} repeats only accounts already listed"
+            )
+        if self._anonymous > ANONYMOUS_GRACE and self._anonymous > len(self._seen):
+            raise InvalidResponseError(
+                f"{self._anonymous} resources without a usable id by startIndex {here}, "
+                f"more than the {len(self._seen)} with one"
+            )
+        return fresh
 
     def next_request(self) -> dict[str, int] | None:
         """The next page's parameters, or None when the listing is complete."""
