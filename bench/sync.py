@@ -49,22 +49,11 @@ from bench.common import (
     scim_server,
     versions,
 )
+from directory.config import DIRECTORY_FIELDS
 
 APP = "bench"
 TOKEN_ENV = "ROSTER_BENCH_TOKEN"
-CSV_FIELDS = [
-    "user_name",
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "active",
-    "apps",
-]
+CSV_FIELDS = [f for f in DIRECTORY_FIELDS if f != "user_id"] + ["apps"]
 DEPARTMENTS = ("Engineering", "Sales", "Finance", "Support", "Marketing")
 TITLES = ("Engineer", "Manager", "Analyst", "Designer")
 TARGET_INITIAL = 0.8  # raw time / Roster time, at least

@@ -10,25 +10,14 @@ from typing import Any
 
 import yaml
 
-from directory.config import Safety
+from directory.config import DIRECTORY_FIELDS, Safety
 from directory.importer import import_csv
 from directory.store import Store
 from tasks import session
 from tests.scim_apps import InProcessScim
 
-FIELDS = [
-    "user_name",
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "active",
-    "apps",
-]
+#: the directory CSV's columns: every directory field but the id, and the apps
+FIELDS = [f for f in DIRECTORY_FIELDS if f != "user_id"] + ["apps"]
 
 
 @dataclass

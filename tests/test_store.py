@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from directory.config import DIRECTORY_FIELDS
 from directory.models import Group, GroupApp, GroupMember, Link, User, UserApp
 from directory.store import (
     AmbiguousUserError,
@@ -22,19 +23,7 @@ from directory.store import (
     resolve_database_url,
 )
 
-USER_COLUMNS = [
-    "user_id",
-    "user_name",
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "active",
-]
+USER_COLUMNS = list(DIRECTORY_FIELDS)
 
 
 @pytest.fixture
