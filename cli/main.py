@@ -17,7 +17,7 @@ apply_prefect_defaults()
 # httpx logs full URLs at INFO, filter values (emails) included: not for a person's terminal.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-from cli import provision, run  # noqa: E402  (Prefect reads its settings at import)
+from cli import explain, provision, run  # noqa: E402  (Prefect reads its settings at import)
 from cli.directory import directory_app  # noqa: E402
 from cli.mapping import mapping_app  # noqa: E402
 
@@ -33,6 +33,7 @@ app.add_typer(run.quarantine_app, name="quarantine")
 app.command("sync")(run.sync_command)
 app.command("offboard")(run.offboard_command)
 app.command("provision")(provision.provision_command)
+app.command("explain")(explain.explain_command)
 app.command("report")(run.report_command)
 
 

@@ -44,6 +44,7 @@ from tasks.batches import apply_batch, make_batches, work_items
 from tasks.desired import build_desired, unique_targets
 from tasks.locks import app_lock, lock_holder
 from tasks.plan import PlannedAction, PlanRules, plan_changes
+from tasks.scope import assignment_of, decide_scope
 from tasks.session import open_connector
 
 STEPS = ("in scope?", "matched account", "planned action", "result")
@@ -142,14 +143,8 @@ def load_person(store: Store, key: str) -> Person:
 
 def scope_of(person: Person, app: str) -> tuple[bool, str]:
     """In scope (active and assigned), and in words: directly, via which groups, or why not."""
-    via = ["directly"] if app in person.user["direct_apps"] else []
-    via += [f"via group {g}" for g, apps in sorted(person.group_apps.items()) if app in apps]
-    active = bool(person.user["active"])
-    if not via:
-        return False, "not assigned this app" + ("" if active else "; inactive in the directory")
-    if not active:
-        return False, "inactive in the directory (assigned " + " and ".join(via) + ")"
-    return True, "active; assigned " + " and ".join(via)
+    decision = decide_scope(person.user, assignment_of(person.user, person.group_apps, app))
+    return decision.in_scope, decision.reason
 
 
 @dataclass(frozen=True)
@@ -252,6 +247,18 @@ def plan_person(
     return mine.iloc[0].to_dict() if len(mine) else {}
 
 
+def decide_person(
+    desired: pd.DataFrame, match: Match, links: pd.DataFrame, rules: PlanRules
+) -> dict[str, Any]:
+    """The planned action provisioning (and ``roster explain``) report, as plain JSON
+    values: a disputed match is reported without planning; out of scope with nothing in
+    the app is ``out_of_scope``/``none``."""
+    if match.disputed:
+        return {"situation": "disputed", "action": PlannedAction.REPORT.value}
+    plan = _plain_plan(plan_person(desired, match, links, rules))
+    return plan or {"situation": "out_of_scope", "action": PlannedAction.NONE.value}
+
+
 def _referenced_ids(account: Account | None, rules: PlanRules) -> list[str]:
     if account is None:
         return []
@@ -332,13 +339,10 @@ def provision_in_app(
             steps.match = find_match(
                 connector, desired.iloc[0].to_dict(), person.user_id, links, rules
             )
+            steps.plan = decide_person(desired, steps.match, links, rules)
             if steps.match.disputed:
-                steps.plan = {"situation": "disputed", "action": PlannedAction.REPORT.value}
                 steps.outcome = "reported"
                 return steps.as_dict()
-            steps.plan = _plain_plan(plan_person(desired, steps.match, links, rules))
-            if not steps.plan:
-                steps.plan = {"situation": "out_of_scope", "action": PlannedAction.NONE.value}
             if dry_run:
                 steps.outcome, steps.remote_id = "planned (dry run)", steps.plan.get("remote_id")
                 return steps.as_dict()
