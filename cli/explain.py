@@ -85,7 +85,10 @@ def _changes(changes: dict[str, list[object]]) -> list[str]:
 
 
 def _mapping_table(rows: list[MappingRow]) -> Table:
-    table = Table("target", "source", "desired", "in the app", "differs", "notes", title="mapping")
+    table = Table(title="mapping")
+    table.add_column("target", overflow="fold")  # enterprise URNs: truncated, all look alike
+    for header in ("source", "desired", "in the app", "differs", "notes"):
+        table.add_column(header)
     for row in rows:
         differs = {True: "[yellow]yes[/]", False: "no", None: "[dim]-[/]"}[row.differs]
         table.add_row(
