@@ -351,7 +351,7 @@ def test_an_error_echoing_our_credentials_does_not_repeat_them() -> None:
     )
     with pytest.raises(ConnectorError) as caught:
         ScimConnector("echo", client, paths=PATHS).create_account({"userName": "ada"})
-    assert str(caught.value) == "POST /Users: 400 rejected header '***'"
+    assert str(caught.value) == "POST /Users: 400 rejected header 'Bearer ***'"
 
 
 def test_a_huge_scim_type_is_shortened() -> None:
