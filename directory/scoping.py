@@ -11,7 +11,10 @@ Scoping narrows who an app is for, beyond active and assigned::
 
 Remediation says what a sync does with drift, per attribute::
 
-    remediation: {default: enforce, attributes: {title: report, displayName: ignore}, status: report}
+    remediation:
+      default: enforce                         # the directory wins: written
+      attributes: {title: report, displayName: ignore}
+      status: report                           # re-enabled by hand: only reported
 
 The evaluation (pandas) is ``tasks.scoping``; the plan applies the policy.
 """

@@ -44,6 +44,7 @@ from tasks.batches import apply_batch, make_batches, work_items
 from tasks.desired import build_desired, unique_targets
 from tasks.locks import app_lock, lock_holder
 from tasks.plan import PlannedAction, PlanRules, plan_changes
+from tasks.scoping import evaluate_scoping, explain_scope
 from tasks.session import open_connector
 
 STEPS = ("in scope?", "matched account", "planned action", "result")
@@ -140,16 +141,22 @@ def load_person(store: Store, key: str) -> Person:
     return Person(user, manager, group_apps)
 
 
-def scope_of(person: Person, app: str) -> tuple[bool, str]:
-    """In scope (active and assigned), and in words: directly, via which groups, or why not."""
-    via = ["directly"] if app in person.user["direct_apps"] else []
-    via += [f"via group {g}" for g, apps in sorted(person.group_apps.items()) if app in apps]
+def scope_of(person: Person, app: AppConfig) -> tuple[bool, str]:
+    """In scope (active, assigned and let in by the app's scoping filters), and in words:
+    directly, via which groups, which filter matched, or why not."""
+    via = ["directly"] if app.name in person.user["direct_apps"] else []
+    via += [f"via group {g}" for g, apps in sorted(person.group_apps.items()) if app.name in apps]
     active = bool(person.user["active"])
     if not via:
         return False, "not assigned this app" + ("" if active else "; inactive in the directory")
     if not active:
         return False, "inactive in the directory (assigned " + " and ".join(via) + ")"
-    return True, "active; assigned " + " and ".join(via)
+    assigned = "active; assigned " + " and ".join(via)
+    if not app.scoping:
+        return True, assigned
+    user = pd.DataFrame([{c: person.user.get(c) for c in DIRECTORY_FIELDS}], dtype=object)
+    decision = evaluate_scoping(user, app.scoping).iloc[0]
+    return bool(decision["in_scope"]), f"{assigned}; {explain_scope(decision, app.scoping)}"
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,7 @@ def desired_frame(
     taken: dict[str, Holders] = {}
     if connector is not None:
         taken = {target: AppLookup(connector, target, links) for target in unique_targets(mapping)}
-    desired = build_desired(users, assigned, mapping, taken)
+    desired = build_desired(users, assigned, mapping, taken, app.scoping)
     return desired.iloc[:1].reset_index(drop=True)
 
 
@@ -312,7 +319,7 @@ def provision_in_app(
 ) -> dict[str, Any]:
     """The four steps in one app; an app's failure is reported, never raised."""
     steps = AppSteps(app.name)
-    steps.in_scope, steps.scope = scope_of(person, app.name)
+    steps.in_scope, steps.scope = scope_of(person, app)
     rules = PlanRules.for_app(app)
     try:
         connector = open_connector(app, dry_run=dry_run)
