@@ -26,25 +26,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from directory.expressions import CompiledExpression, ExpressionError, compile_expression
+from directory.fields import DIRECTORY_FIELDS as DIRECTORY_FIELDS
+from directory.scoping import RemediationPolicy, ScopeFilter
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 WORK_EMAIL = 'emails[type eq "work"].value'
 
-#: Directory fields a mapping may read. ``manager`` is a reference: it resolves to the
-#: manager's account id in the same app.
-DIRECTORY_FIELDS = (
-    "user_id",
-    "user_name",
-    "email",
-    "given_name",
-    "family_name",
-    "display_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "active",
-)
 REFERENCE_FIELDS = frozenset({"manager"})
 #: fields an expression may read: a reference resolves to an account only when mapped
 #: directly, so ``[manager]`` in an expression is refused
@@ -267,6 +254,11 @@ class AppConfig(BaseModel):
     timeout: float = Field(30.0, gt=0, allow_inf_nan=False, description="seconds per request")
     max_retries: int = Field(4, ge=0, le=20)
     safety: Safety | None = None
+    #: who of the active and assigned users the app is for: filters over directory fields,
+    #: ORed, each the AND of its clauses (``directory.scoping``); empty: all of them
+    scoping: list[ScopeFilter] = Field(default_factory=list)
+    #: what drift is written, only reported, or not compared, per attribute
+    remediation: RemediationPolicy = Field(default_factory=RemediationPolicy)
 
     @field_validator("mapping")
     @classmethod
@@ -299,6 +291,15 @@ class AppConfig(BaseModel):
             raise ValueError(f"match_on names unmapped attributes: {', '.join(missing)}")
         if self.deprovision is DeprovisionMode.DELETE and Action.DELETE not in self.actions:
             raise ValueError("deprovision: delete needs 'delete' in actions")
+        return self
+
+    @model_validator(mode="after")
+    def _remediation_mapped(self) -> AppConfig:
+        unknown = [t for t in self.remediation.attributes if t not in self.effective_mapping]
+        if unknown:
+            raise ValueError(
+                f"remediation.attributes names unmapped attributes: {', '.join(unknown)}"
+            )
         return self
 
     @property

@@ -37,7 +37,7 @@ from connectors.errors import (
     TransientError,
 )
 from directory.config import Action, AppConfig, MissingPolicy
-from tasks.plan import PlannedAction, PlanRules, diff_attributes
+from tasks.plan import PlannedAction, PlanRules, diff_attributes, split_changes
 
 
 class Disposition(StrEnum):
@@ -189,10 +189,10 @@ def _write_differences(
     desired = pd.DataFrame([payload], columns=list(ctx.rules.targets))
     actual = pd.DataFrame([found.attributes], columns=list(ctx.rules.targets))
     # both sides hold app ids for references here, so they compare directly
-    changes = diff_attributes(desired, actual, ctx.rules)[0]
+    changes = split_changes(diff_attributes(desired, actual, ctx.rules), ctx.rules.reported)[0][0]
     if changes and Action.UPDATE in ctx.app.actions:
         news = {path: payload.get(path) for path in changes}
-        counter.run(ctx.connector.update_account, found.id, news, payload)
+        counter.run(ctx.connector.update_account, found.id, news, _kept(payload, ctx.rules))
 
 
 def _update(item: WorkItem, ctx: ApplyContext, counter: _Attempts) -> AccountResult:
@@ -202,12 +202,19 @@ def _update(item: WorkItem, ctx: ApplyContext, counter: _Attempts) -> AccountRes
     payload = resolve_references(item.desired, ctx)
     news = {path: payload.get(path) for path in item.changes}
     try:
-        counter.run(ctx.connector.update_account, item.remote_id, news, payload)
+        counter.run(ctx.connector.update_account, item.remote_id, news, _kept(payload, ctx.rules))
     except NotFoundError:
         if ctx.app.on_missing is MissingPolicy.REPORT or Action.CREATE not in ctx.app.actions:
             return AccountResult(Outcome.FAILED, error="account no longer exists in the app")
         return _create(item, ctx, counter)
     return AccountResult(Outcome.SUCCEEDED, item.remote_id)
+
+
+def _kept(payload: Mapping[str, Value], rules: PlanRules) -> dict[str, Value]:
+    """The payload without ``report`` and ``ignore`` attributes: a PUT (which sends the whole
+    account) keeps the app's values for them instead of writing the directory's."""
+    skipped = rules.reported | rules.ignored
+    return {path: value for path, value in payload.items() if path not in skipped}
 
 
 def resolve_references(desired: Mapping[str, Value], ctx: ApplyContext) -> dict[str, Value]:

@@ -13,7 +13,7 @@ never get the same value (the first in directory order keeps the plain one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -30,6 +30,8 @@ from directory.config import (
     source_field,
 )
 from directory.expressions import Context, EvaluationError, Holders, TakenValues, Value
+from directory.scoping import ScopeFilter
+from tasks.scoping import evaluate_scoping
 
 DESIRED_KEYS = ("user_id", "user_name", "in_scope")
 
@@ -39,10 +41,12 @@ def build_desired(
     assigned: Set[str],
     mapping: Mapping[str, Source],
     taken: Mapping[str, Holders] | None = None,
+    scoping: Sequence[ScopeFilter] = (),
 ) -> pd.DataFrame:
     """One row per directory user: ``user_id, user_name, in_scope`` and one column per target.
 
-    A user is in scope when active and assigned (directly or through a group). Reference
+    A user is in scope when active, assigned (directly or through a group) and let in by
+    the app's ``scoping`` filters (``tasks.scoping``; none: everyone). Reference
     fields (``manager``) hold the referenced user's *directory id*, and only when that user
     is in scope too: an account cannot point at a manager who has no account in the app.
     The apply layer turns the id into the manager's remote id. ``taken``: per target whose
@@ -50,6 +54,8 @@ def build_desired(
     with the values this build hands out.
     """
     in_scope = users["active"].astype(bool) & users["user_id"].isin(list(assigned))
+    if scoping:
+        in_scope &= evaluate_scoping(users, scoping)["in_scope"].to_numpy(dtype=bool)
     frame = pd.DataFrame(
         {
             "user_id": users["user_id"].to_numpy(),

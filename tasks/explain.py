@@ -95,7 +95,7 @@ def explain_user(store: Store, config: RosterConfig, user: str, app_name: str) -
     app = config.app(app_name)
     person = load_person(store, user)
     assignment = assignment_of(person.user, person.group_apps, app.name)
-    scope = decide_scope(person.user, assignment)
+    scope = decide_scope(person.user, assignment, app.scoping)
     rules = PlanRules.for_app(app)
     links = store.read_links(app.name)
     connector = open_connector(app, dry_run=True)  # belt and braces: it refuses writes

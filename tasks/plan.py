@@ -9,6 +9,8 @@ No I/O, no clock, no Prefect. Every account lands in exactly one named situation
     matched        in scope, no link, one account matches                link (+ update)
     in_sync        linked, attributes equal                              none
     drifted        linked, attributes differ                             update (changed only)
+                   (only ``report``-policy attributes differ, or the
+                   account was re-enabled by hand and ``status: report``) report
     gone           linked, the account vanished from the app             create | report | unlink
     deprovision    linked, no longer in scope (unassigned or inactive)   deactivate | delete
                    (or unlinked but Roster's own: see ``owner_keys``)
@@ -19,6 +21,11 @@ No I/O, no clock, no Prefect. Every account lands in exactly one named situation
 
 Actions the app does not enable become ``report`` with a note; ``guard`` may then hold
 destructive ones.
+
+Remediation (``directory.scoping.RemediationPolicy``): ``changes`` holds what is written,
+``reported`` what differs in ``report``-policy attributes and is only shown; ``ignore``
+attributes are not compared. An account re-enabled in the app by hand while its user is
+out of scope is deactivated again (origin ``app``), or only reported under ``status: report``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from directory.config import (
     MissingPolicy,
     source_field,
 )
+from directory.scoping import Remediation
 
 
 class Situation(StrEnum):
@@ -93,6 +101,7 @@ PLAN_COLUMNS = [
     "match_attr",
     "origin",
     "changes",
+    "reported",
     "note",
     "held",
 ]
@@ -121,13 +130,26 @@ class PlanRules:
     )
     #: written on create only: never compared, so never drift and never updated
     create_only: frozenset[str] = frozenset()
+    #: remediation ``report``: compared and shown, never written
+    reported: frozenset[str] = frozenset()
+    #: remediation ``ignore``: written on create, then neither compared nor written
+    ignored: frozenset[str] = frozenset()
+    #: an account re-enabled by hand while out of scope: deactivated again, or only reported
+    status: Remediation = Remediation.ENFORCE
 
     @property
     def compared(self) -> tuple[str, ...]:
-        """The targets kept in line after creation (and hashed on the link)."""
-        if not self.create_only:
+        """The targets compared after creation (and hashed on the link): the reported ones
+        too, so a reported difference stays one (the hash never flips with the app)."""
+        skipped = self.create_only | self.ignored
+        if not skipped:
             return self.targets
-        return tuple(t for t in self.targets if t not in self.create_only)
+        return tuple(t for t in self.targets if t not in skipped)
+
+    @property
+    def enforced(self) -> tuple[str, ...]:
+        """The compared targets whose differences are written."""
+        return tuple(t for t in self.compared if t not in self.reported)
 
     @classmethod
     def for_app(cls, app: AppConfig) -> PlanRules:
@@ -145,7 +167,14 @@ class PlanRules:
             on_missing=app.on_missing,
             actions=frozenset(app.actions),
             create_only=app.create_only,
+            reported=_with_policy(app, Remediation.REPORT),
+            ignored=_with_policy(app, Remediation.IGNORE),
+            status=app.remediation.status,
         )
+
+
+def _with_policy(app: AppConfig, policy: Remediation) -> frozenset[str]:
+    return frozenset(t for t in app.effective_mapping if app.remediation.for_target(t) is policy)
 
 
 def plan_changes(
@@ -365,8 +394,10 @@ def _plan_linked(linked: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules) -
     in_scope = linked["in_scope"].to_numpy(dtype=bool)
     everyone = bool(in_scope.all())  # the usual case: spare two copies of a million rows
     scoped = linked if everyone else linked[in_scope]
-    changes = diff_attributes(scoped, remote if everyone else remote[in_scope], rules)
-    drifted = np.array([c is not None for c in changes], dtype=bool)
+    found = diff_attributes(scoped, remote if everyone else remote[in_scope], rules)
+    changes, reported = split_changes(found, rules.reported)
+    drifted = np.array([c is not None for c in found], dtype=bool)
+    writes = np.array([c is not None for c in changes], dtype=bool)
     same_hash = np.zeros(len(scoped), dtype=bool)
     hashes = np.full(len(scoped), None, dtype=object)
     if drifted.any():
@@ -375,8 +406,9 @@ def _plan_linked(linked: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules) -
     kept = _rows(
         scoped,
         situation=_labels(drifted, Situation.DRIFTED, Situation.IN_SYNC),
-        action=_labels(drifted, PlannedAction.UPDATE, PlannedAction.NONE),
+        action=_ACTIONS[drifted * (1 + writes)],
         changes=changes,
+        reported=reported,
         origin=pd.Series(_ORIGINS[drifted * (1 + same_hash)], dtype=object),
     )
     kept["attr_hash"] = pd.Series(hashes, dtype=object)  # _hashes_for_writes reuses them
@@ -387,6 +419,10 @@ def _plan_linked(linked: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules) -
 
 #: by drifted * (1 + same hash): in sync, drifted by a directory change, drifted in the app
 _ORIGINS = np.array([None, "directory", "app"], dtype=object)
+#: by drifted * (1 + written): in sync, only reported differences, differences to write
+_ACTIONS = np.array(
+    [str(PlannedAction.NONE), str(PlannedAction.REPORT), str(PlannedAction.UPDATE)], dtype=object
+)
 
 
 def _labels(condition: np.ndarray, yes: str, no: str) -> np.ndarray:
@@ -409,7 +445,26 @@ def _plan_deprovision(
     )
     situation = np.where(act == PlannedAction.NONE, Situation.DEPROVISIONED, Situation.DEPROVISION)
     changes = [{"active": [True, False]} if a == PlannedAction.DEACTIVATE else None for a in act]
-    return _rows(leaving, situation=situation, action=act, changes=changes)
+    rows = _rows(leaving, situation=situation, action=act, changes=changes)
+    if "link_status" in leaving.columns and not delete:
+        reenabled = ~inactive & (leaving["link_status"] == "deactivated").to_numpy(dtype=bool)
+        rows = _status_drift(rows, reenabled, rules)
+    return rows
+
+
+def _status_drift(rows: pd.DataFrame, reenabled: np.ndarray, rules: PlanRules) -> pd.DataFrame:
+    """Accounts Roster deactivated that someone enabled again in the app: always shown as
+    drift from the app, and deactivated again unless the app's ``status`` is ``report``."""
+    if not reenabled.any():
+        return rows
+    rows.loc[reenabled, "origin"] = "app"
+    rows.loc[reenabled, "note"] = "re-enabled in the app while out of scope"
+    if rules.status is Remediation.REPORT:
+        rows.loc[reenabled, "situation"] = Situation.DRIFTED
+        rows.loc[reenabled, "action"] = PlannedAction.REPORT
+        rows.loc[reenabled, "reported"] = rows.loc[reenabled, "changes"]
+        rows.loc[reenabled, "changes"] = None
+    return rows
 
 
 def _plan_matched(
@@ -420,8 +475,15 @@ def _plan_matched(
         return matched
     in_scope = matched["in_scope"].to_numpy(dtype=bool)
     scoped = matched[in_scope]
-    changes = diff_attributes(scoped, actual_by_id.loc[scoped["remote_id"]], rules)
-    linking = _rows(scoped, situation=Situation.MATCHED, action=PlannedAction.LINK, changes=changes)
+    found = diff_attributes(scoped, actual_by_id.loc[scoped["remote_id"]], rules)
+    changes, reported = split_changes(found, rules.reported)
+    linking = _rows(
+        scoped,
+        situation=Situation.MATCHED,
+        action=PlannedAction.LINK,
+        changes=changes,
+        reported=reported,
+    )
     out = matched[~in_scope]
     accounts = actual_by_id.loc[out["remote_id"]]
     ours = _created_by_roster(out, accounts, rules)
@@ -526,7 +588,7 @@ def diff_attributes(
 
     Values compare as trimmed text, with None equal to "", and case-folded where the
     attribute is case-insensitive; the returned old/new keep the original values.
-    Create-only targets are not compared.
+    Create-only and ``ignore``-policy targets are not compared.
     """
     n = len(desired)
     result: list[dict[str, list[object]] | None] = [None] * n
@@ -545,6 +607,27 @@ def diff_attributes(
                 entry = result[i] = {}
             entry[target] = [_plain(old[i]), _plain(new[i])]
     return result
+
+
+def split_changes(
+    changes: list[dict[str, list[object]] | None], reported: frozenset[str]
+) -> tuple[list[dict[str, list[object]] | None], list[dict[str, list[object]] | None]]:
+    """``diff_attributes``' rows split into what is written and what is only reported
+    (``report``-policy attributes); None where a side has nothing."""
+    if not reported:
+        return changes, [None] * len(changes)
+    written: list[dict[str, list[object]] | None] = []
+    shown: list[dict[str, list[object]] | None] = []
+    for change in changes:
+        if change is None:
+            written.append(None)
+            shown.append(None)
+            continue
+        write = {k: v for k, v in change.items() if k not in reported}
+        show = {k: v for k, v in change.items() if k in reported}
+        written.append(write or None)
+        shown.append(show or None)
+    return written, shown
 
 
 def _text(values: np.ndarray, folded: bool) -> np.ndarray:
@@ -631,7 +714,7 @@ def _rows(frame: pd.DataFrame, **columns: object) -> pd.DataFrame:
             for key in ("user_id", "user_name", "remote_id", "match_attr")
         }
     )
-    for name in ("situation", "action", "changes", "origin", "note"):
+    for name in ("situation", "action", "changes", "reported", "origin", "note"):
         value = columns.get(name)
         if isinstance(value, np.ndarray):
             out[name] = value.astype(str).astype(object) if value.dtype.kind == "U" else value

@@ -141,9 +141,11 @@ def load_person(store: Store, key: str) -> Person:
     return Person(user, manager, group_apps)
 
 
-def scope_of(person: Person, app: str) -> tuple[bool, str]:
-    """In scope (active and assigned), and in words: directly, via which groups, or why not."""
-    decision = decide_scope(person.user, assignment_of(person.user, person.group_apps, app))
+def scope_of(person: Person, app: AppConfig) -> tuple[bool, str]:
+    """In scope (active, assigned and let in by the app's scoping filters), and in words:
+    directly, via which groups, which filter matched, or why not."""
+    assignment = assignment_of(person.user, person.group_apps, app.name)
+    decision = decide_scope(person.user, assignment, app.scoping)
     return decision.in_scope, decision.reason
 
 
@@ -190,7 +192,7 @@ def desired_frame(
     taken: dict[str, Holders] = {}
     if connector is not None:
         taken = {target: AppLookup(connector, target, links) for target in unique_targets(mapping)}
-    desired = build_desired(users, assigned, mapping, taken)
+    desired = build_desired(users, assigned, mapping, taken, app.scoping)
     return desired.iloc[:1].reset_index(drop=True)
 
 
@@ -319,7 +321,7 @@ def provision_in_app(
 ) -> dict[str, Any]:
     """The four steps in one app; an app's failure is reported, never raised."""
     steps = AppSteps(app.name)
-    steps.in_scope, steps.scope = scope_of(person, app.name)
+    steps.in_scope, steps.scope = scope_of(person, app)
     rules = PlanRules.for_app(app)
     try:
         connector = open_connector(app, dry_run=dry_run)

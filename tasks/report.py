@@ -89,7 +89,8 @@ def config_warnings(app: AppConfig) -> list[str]:
 
 
 def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:
-    """One row per attribute difference of every account written, held, failed or reported."""
+    """One row per attribute difference of every account written, held, failed or reported;
+    a ``report``-policy difference is a row with action ``report`` (nothing written)."""
     interesting = plan[
         plan["action"].ne(PlannedAction.NONE)
         | plan.get("outcome", pd.Series(None, index=plan.index)).isin(["failed"])
@@ -111,10 +112,15 @@ def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:
         # A new account is one row: its attributes are the directory's, not drift, and
         # listing each would make an initial sync's table ten times the people.
         changes = {} if r.action == PlannedAction.CREATE else (r.changes or {})
-        if not changes:
+        # remediation ``report``: shown with its own action, whatever the row's
+        reported = getattr(r, "reported", None) or {}
+        if not changes and not reported:
             rows.append({**base, "attribute": None, "old": None, "new": None})
         for path, (old, new) in changes.items():
             rows.append({**base, "attribute": path, "old": _show(old), "new": _show(new)})
+        for path, (old, new) in reported.items():
+            shown = {"attribute": path, "old": _show(old), "new": _show(new)}
+            rows.append({**base, "action": str(PlannedAction.REPORT), **shown})
     return rows
 
 

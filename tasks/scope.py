@@ -1,18 +1,24 @@
 """Is one person in scope for one app, and what decided it: the seam scoping plugs into.
 
-Today two rules decide, in this order: the person must be assigned the app (directly or
-through a group) and active in the directory. ``ScopeDecision.clause`` is for the scoping
-filters to come: the filter clause that put the person out (or in); the built-in rules
-leave it None. ``roster provision`` and ``roster explain`` both read their scope step
+Three rules decide, in this order: the person must be assigned the app (directly or
+through a group), active in the directory, and let in by the app's scoping filters
+(``tasks.scoping``). ``ScopeDecision.clause`` says which filter clause decided; the
+built-in rules leave it None. ``roster provision`` and ``roster explain`` both read their scope step
 from ``decide_scope``, so a new rule shows up in both at once. (``build_desired`` makes
 the same decision for the plan, over whole frames: keep the two in line.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
+
+import pandas as pd
+
+from directory.fields import DIRECTORY_FIELDS
+from directory.scoping import ScopeFilter
+from tasks.scoping import evaluate_scoping, explain_scope
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,23 @@ def assignment_of(
     return Assignment(app in user["direct_apps"], groups)
 
 
-def decide_scope(user: Mapping[str, Any], assignment: Assignment) -> ScopeDecision:
-    """In scope when assigned and active; the reason names every rule that failed."""
+def decide_scope(
+    user: Mapping[str, Any],
+    assignment: Assignment,
+    scoping: Sequence[ScopeFilter] = (),
+) -> ScopeDecision:
+    """In scope when assigned, active and let in by the filters; the reason names every
+    rule that failed, and for filters the clause that decided."""
     active = bool(user["active"])
     if not assignment.assigned:
         inactive = "" if active else "; inactive in the directory"
         return ScopeDecision(False, "not assigned this app" + inactive)
     if not active:
         return ScopeDecision(False, f"inactive in the directory (assigned {assignment.describe()})")
-    return ScopeDecision(True, f"active; assigned {assignment.describe()}")
+    assigned = f"active; assigned {assignment.describe()}"
+    if not scoping:
+        return ScopeDecision(True, assigned)
+    row = pd.DataFrame([{c: user.get(c) for c in DIRECTORY_FIELDS}], dtype=object)
+    decision = evaluate_scoping(row, scoping).iloc[0]
+    clause = explain_scope(decision, scoping)
+    return ScopeDecision(bool(decision["in_scope"]), f"{assigned}; {clause}", clause)

@@ -59,7 +59,7 @@ def plan_app(
     links, set_aside = set_aside_unreadable(links, extract)
     mapping = app.effective_mapping
     taken = taken_values(extract.accounts, links, unique_targets(mapping), rules.owner_keys)
-    desired = build_desired(users, assigned, mapping, taken)
+    desired = build_desired(users, assigned, mapping, taken, app.scoping)
     aside = desired["user_id"].isin(list(set_aside))
     set_aside_names = sorted(desired.loc[aside, "user_name"])
     desired = desired[~aside]

@@ -225,3 +225,69 @@ def test_an_expression_error_shows_a_caret_under_the_column(tmp_path: Path) -> N
         '      Lower(Joinn(".", [given_name]))',
         "            ^",
     ]
+
+
+def test_scoping_and_remediation_are_read(tmp_path: Path) -> None:
+    extra = """    scoping:
+      - all:
+          - {attribute: department, op: equals, value: Engineering}
+          - {attribute: title, op: regex, value: "^Sen"}
+      - all: [{attribute: employee_number, op: greater, value: 1000}]
+    remediation: {attributes: {title: report, displayName: ignore}, status: report}
+"""
+    app = load_config(write(tmp_path, MINIMAL + extra)).app("chat")
+    assert [len(f.all) for f in app.scoping] == [2, 1]
+    assert app.scoping[0].all[1].describe() == "title regex ^Sen"
+    assert app.remediation.for_target("title") == "report"
+    assert app.remediation.for_target("userName") == "enforce"
+    assert app.remediation.status == "report"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "    scoping: [{all: [{attribute: title, op: regex, value: '^(Sen'}]}]\n",
+            "apps[0].scoping[0].all[0]: Value error, clause (title regex ^(Sen): invalid"
+            " regular expression: missing ), unterminated subpattern",
+        ),
+        (
+            "    scoping: [{all: [{attribute: colour, op: equals, value: red}]}]\n",
+            "apps[0].scoping[0].all[0]: Value error, unknown directory field 'colour'",
+        ),
+        (
+            "    scoping: [{all: [{attribute: title, op: like, value: x}]}]\n",
+            "apps[0].scoping[0].all[0].op: Input should be 'equals'",
+        ),
+        (
+            "    scoping: [{all: [{attribute: title, op: is_null, value: x}]}]\n",
+            "apps[0].scoping[0].all[0]: Value error, clause (title is_null): takes no value",
+        ),
+        (
+            "    scoping: [{all: [{attribute: title, op: in, value: Eng}]}]\n",
+            "clause (title in Eng): needs a non-empty list of values",
+        ),
+        (
+            "    scoping: [{all: [{attribute: title, op: greater, value: soon}]}]\n",
+            "clause (title greater soon): needs a number or an ISO date",
+        ),
+        ("    scoping: [{all: []}]\n", "apps[0].scoping[0].all: List should have at least 1 item"),
+        (
+            "    remediation: {attributes: {title: fix}}\n",
+            "apps[0].remediation.attributes.title: Input should be 'enforce', 'report' or 'ignore'",
+        ),
+        (
+            "    remediation: {status: ignore}\n",
+            "apps[0].remediation.status: Value error, use enforce or report",
+        ),
+        (
+            "    remediation: {attributes: {nickName: report}}\n",
+            "remediation.attributes names unmapped attributes: nickName",
+        ),
+    ],
+)
+def test_scoping_and_remediation_errors_name_the_clause(
+    tmp_path: Path, extra: str, expected: str
+) -> None:
+    message = error_of(write(tmp_path, MINIMAL + extra))
+    assert expected in message
