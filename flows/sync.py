@@ -53,6 +53,7 @@ from tasks.report import (
     drift_rows,
     publish_report,
     summarize,
+    unmapped_rows,
     unreadable_rows,
     with_outcomes,
 )
@@ -286,8 +287,9 @@ def report_app(
         app.name, planned, summary, app_run.extract_errors, stopped, decision
     )
     rows = drift_rows(app.name, plan) + unreadable_rows(app.name, planned.set_aside)
+    rows += unmapped_rows(app.name, planned.unmapped)
     rows = _decided(with_next_attempts(rows, plan, next_attempts), decision)
-    summary["failed"] += len(planned.set_aside)
+    summary["failed"] += len(planned.set_aside) + len(planned.unmapped)
     publish_report(app.name, summary, cast(list, quote(rows)), dry_run=run.dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
     result = {"status": status, "summary": summary, "notes": notes, "drift": rows}

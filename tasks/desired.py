@@ -42,8 +42,13 @@ def build_desired(
     mapping: Mapping[str, Source],
     taken: Mapping[str, Holders] | None = None,
     scoping: Sequence[ScopeFilter] = (),
+    failures: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per directory user: ``user_id, user_name, in_scope`` and one column per target.
+
+    ``failures`` collects, per in-scope user, why an expression with no ``default`` could
+    not be evaluated for them: the caller leaves those users out of the run rather than
+    write a null in place of a value.
 
     A user is in scope when active, assigned (directly or through a group) and let in by
     the app's ``scoping`` filters (``tasks.scoping``; none: everyone). Reference
@@ -74,7 +79,7 @@ def build_desired(
             frame[target] = _with_default(column, source.default)
         else:
             holders = (taken or {}).get(target)
-            frame[target] = evaluate_column(source, users, in_scope, holders)
+            frame[target] = evaluate_column(source, users, in_scope, holders, failures, target)
     return frame
 
 
@@ -96,9 +101,12 @@ def evaluate_column(
     users: pd.DataFrame,
     in_scope: pd.Series,
     taken: Holders | None = None,
+    failures: dict[str, str] | None = None,
+    target: str = "",
 ) -> pd.Series:
     """The expression's value per user, with the entry's default for null, "" or an
-    expression that fails for that user (``roster mapping preview`` shows why)."""
+    expression that fails for that user (``roster mapping preview`` shows why). A failure
+    with no default is recorded in ``failures`` for an in-scope user."""
     compiled = source.compiled
     names = sorted(compiled.fields)
     columns = [_as_object(users[name]).tolist() for name in names]
@@ -110,8 +118,10 @@ def evaluate_column(
         context = Context(user, taken.taken_for(user)) if taken is not None else Context(user)
         try:
             value = compiled.evaluate(dict(zip(names, row, strict=True)), context)
-        except EvaluationError:
+        except EvaluationError as exc:
             value = None
+            if failures is not None and scoped and source.default is None:
+                failures.setdefault(user, f"mapping {target}: {exc}")
         if value is None or value == "":
             value = source.default
         if taken is not None and scoped and isinstance(value, str):

@@ -124,6 +124,26 @@ def drift_rows(app: str, plan: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def unmapped_rows(app: str, failures: dict[str, str]) -> list[dict[str, Any]]:
+    """Users left alone because an expression of the app's mapping failed for them."""
+    return [
+        {
+            "app": app,
+            "user": name,
+            "remote_id": None,
+            "situation": "unmapped",
+            "action": "none",
+            "status": "failed",
+            "attempts": 0,
+            "attribute": None,
+            "old": None,
+            "new": None,
+            "error": f"{why}; left untouched (give the entry a default, or fix the data)",
+        }
+        for name, why in sorted(failures.items())
+    ]
+
+
 def unreadable_rows(app: str, user_names: list[str]) -> list[dict[str, Any]]:
     """Users left alone because the app returned their account malformed."""
     return [

@@ -42,6 +42,8 @@ class AppPlan:
     #: user_id -> next attempt, for accounts with a write to do that are still backing
     #: off after failures (``tasks.health``): left alone this run
     waiting: dict[str, datetime] = field(default_factory=dict)
+    #: user_name -> why their mapping failed (an expression with no default): left alone
+    unmapped: dict[str, str] = field(default_factory=dict)
 
 
 @task(name="plan", task_run_name="plan-{app.name}", cache_policy=NO_CACHE)
@@ -59,11 +61,13 @@ def plan_app(
     links, set_aside = set_aside_unreadable(links, extract)
     mapping = app.effective_mapping
     taken = taken_values(extract.accounts, links, unique_targets(mapping), rules.owner_keys)
-    desired = build_desired(users, assigned, mapping, taken, app.scoping)
+    failures: dict[str, str] = {}
+    desired = build_desired(users, assigned, mapping, taken, app.scoping, failures)
     aside = desired["user_id"].isin(list(set_aside))
     set_aside_names = sorted(desired.loc[aside, "user_name"])
     desired = desired[~aside]
-    plan = plan_changes(desired, extract.accounts, links, rules)
+    desired, links, accounts, unmapped = leave_out_unmapped(desired, links, extract, failures)
+    plan = plan_changes(desired, accounts, links, rules)
     counts = ExtractCounts(
         directory_users=len(users), app_accounts=len(extract.accounts), linked=len(links)
     )
@@ -72,8 +76,32 @@ def plan_app(
         plan = release_held(plan)
         reasons = [f"approved: {reason}" for reason in reasons]
     return AppPlan(
-        plan, desired, rules, reasons, set_aside_names, still_waiting(plan, waiting or {})
+        plan,
+        desired,
+        rules,
+        reasons,
+        set_aside_names,
+        still_waiting(plan, waiting or {}),
+        unmapped,
     )
+
+
+def leave_out_unmapped(
+    desired: pd.DataFrame, links: pd.DataFrame, extract: AppExtract, failures: Mapping[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """People whose mapping failed (an expression with no default) are left out of this
+    run entirely, with their linked account: neither written with a null nor, missing from
+    the plan, taken for a leaver. Returns user_name -> why, for the report."""
+    if not failures:
+        return desired, links, extract.accounts, {}
+    out = desired["user_id"].isin(list(failures))
+    names = dict(zip(desired.loc[out, "user_id"], desired.loc[out, "user_name"], strict=True))
+    theirs = links["user_id"].isin(list(failures))
+    accounts = extract.accounts[
+        ~extract.accounts["remote_id"].isin(list(links.loc[theirs, "remote_id"]))
+    ]
+    why = {str(names[user]): reason for user, reason in failures.items() if user in names}
+    return desired[~out], links[~theirs], accounts, why
 
 
 def still_waiting(plan: pd.DataFrame, waiting: Mapping[str, datetime]) -> dict[str, datetime]:

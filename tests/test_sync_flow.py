@@ -393,3 +393,30 @@ def test_one_account_malformed_in_every_listing_fails_alone(
     assert {name for name, a in accounts.items() if not a["active"]} == {"user0006"}
     stale = {name for name, a in accounts.items() if a["title"] != "Staff Engineer"}
     assert stale == {"user0003", "user0006"}  # left alone; deactivated, not updated
+
+
+def test_a_mapping_that_fails_for_one_person_leaves_them_alone_and_says_why(
+    make_installation: Callable[..., Installation],
+) -> None:
+    """An expression with no default that cannot be evaluated for someone: their account is
+    neither written with a null nor taken for a leaver's; the others sync."""
+    mapping = {"title": {"expression": 'FormatDate([title], "%Y-%m-%d", "%d.%m.%Y")'}}
+    env = make_installation(["chat"], chat={"mapping": mapping})
+    team = people(3, apps="chat", title="2024-01-15")
+    env.import_people(team)
+    assert run(env)["apps"]["chat"]["summary"]["created"] == 3
+    assert {u["title"] for u in env.accounts("chat").values()} == {"15.01.2024"}
+
+    team[2]["title"] = "soon"  # no longer a date
+    team.append(person(3, apps="chat", title="later"))  # a joiner whose mapping fails
+    env.import_people(team)
+    writes = env.scim.writes()
+    chat = run(env)["apps"]["chat"]
+    assert chat["summary"]["failed"] == 2 and chat["summary"]["deactivated"] == 0
+    failed = {r["user"]: r["error"] for r in chat["drift"] if r["situation"] == "unmapped"}
+    assert set(failed) == {"user0002", "user0003"}
+    assert "mapping title" in failed["user0002"]
+    assert env.scim.writes() == writes  # nothing written for anyone
+    account = env.accounts("chat")["user0002"]
+    assert (account["title"], account["active"]) == ("15.01.2024", True)
+    assert "user0003" not in env.accounts("chat")
