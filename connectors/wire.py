@@ -53,7 +53,30 @@ class OperationStats:
         return self.attempts - self.requests
 
 
-class Wire:
+class PerThreadAttempts:
+    """Attempt counts per calling thread: a public connector call starts afresh
+    (``begin``), every send (retries included) adds to it (``_stats``), and right after the
+    call ``last_operation`` in the same thread describes that call and no other thread's.
+    The class keeps ``self._local = threading.local()``."""
+
+    _local: threading.local
+
+    @property
+    def last_operation(self) -> OperationStats:
+        stats: OperationStats | None = getattr(self._local, "stats", None)
+        return stats if stats is not None else OperationStats()
+
+    def begin(self) -> None:
+        self._local.stats = OperationStats()
+
+    def _stats(self) -> OperationStats:
+        stats: OperationStats | None = getattr(self._local, "stats", None)
+        if stats is None:
+            stats = self._local.stats = OperationStats()
+        return stats
+
+
+class Wire(PerThreadAttempts):
     """One app's requests over one shared, thread-safe ``httpx.Client``."""
 
     def __init__(
@@ -85,24 +108,6 @@ class Wire:
             reraise=True,
         )
         self._local = threading.local()
-
-    # -- attempt accounting -------------------------------------------------------
-
-    @property
-    def last_operation(self) -> OperationStats:
-        """The calling thread's most recent public call (see the module docstring)."""
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        return stats if stats is not None else OperationStats()
-
-    def begin(self) -> None:
-        """A public connector call starts: count its requests afresh for this thread."""
-        self._local.stats = OperationStats()
-
-    def _stats(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        if stats is None:
-            stats = self._local.stats = OperationStats()
-        return stats
 
     # -- the wire -------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from connectors.errors import BadRequestError, ConnectorError, DryRunError, Tran
 from connectors.ldap.results import COMMUNICATION_ERRORS, check_result, communication_error
 from connectors.ratelimit import RateLimiter
 from connectors.redact import scrub
+from connectors.wire import OperationStats, PerThreadAttempts
 
 logger = logging.getLogger("roster.connectors.ldap")
 
@@ -43,14 +44,6 @@ PAGED_RESULTS = "1.2.840.113556.1.4.319"
 
 ConnectionFactory = Callable[[], ldap3.Connection]
 Request = Callable[[ldap3.Connection], Any]
-
-
-@dataclass
-class OperationStats:
-    """What one public call cost: logical operations, and sends including retries."""
-
-    requests: int = 0
-    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,7 +64,7 @@ class Pin:
     connection: ldap3.Connection | None = None
 
 
-class LdapWire:
+class LdapWire(PerThreadAttempts):
     """Bound connections to one server, and the one method that uses them."""
 
     def __init__(
@@ -104,22 +97,6 @@ class LdapWire:
             before_sleep=self._log_retry,
             reraise=True,
         )
-
-    # -- attempt accounting ---------------------------------------------------------
-
-    @property
-    def last_operation(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        return stats if stats is not None else OperationStats()
-
-    def begin(self) -> None:
-        self._local.stats = OperationStats()
-
-    def _stats(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        if stats is None:
-            stats = self._local.stats = OperationStats()
-        return stats
 
     def send(
         self,

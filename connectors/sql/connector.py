@@ -27,7 +27,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, cast
 
 import psycopg
@@ -49,6 +48,7 @@ from connectors.ratelimit import RateLimiter
 from connectors.redact import scrub
 from connectors.sql import statements as q
 from connectors.sql.errors import DATABASE_ERRORS, map_error
+from connectors.wire import PerThreadAttempts
 from directory.appkinds.sql import (
     ACTIVE,
     COMMENT,
@@ -69,15 +69,7 @@ T = TypeVar("T")
 MAX_OID = 2**32 - 1
 
 
-@dataclass
-class OperationStats:
-    """What one public call cost: transactions asked for, and attempted (retries included)."""
-
-    requests: int = 0
-    attempts: int = 0
-
-
-class SqlConnector:
+class SqlConnector(PerThreadAttempts):
     """The login roles of one PostgreSQL cluster that Roster manages for one app."""
 
     def __init__(
@@ -128,28 +120,14 @@ class SqlConnector:
     # -- attempt accounting -------------------------------------------------------
 
     @property
-    def last_operation(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        return stats if stats is not None else OperationStats()
-
-    @property
     def last_attempts(self) -> int:
         """Transactions of the calling thread's most recent public call, retries included."""
         return self.last_operation.attempts
 
-    def _begin(self) -> None:
-        self._local.stats = OperationStats()
-
-    def _stats(self) -> OperationStats:
-        stats: OperationStats | None = getattr(self._local, "stats", None)
-        if stats is None:
-            stats = self._local.stats = OperationStats()
-        return stats
-
     # -- operations (connectors.base.Connector) -------------------------------------
 
     def list_accounts(self) -> Iterator[AccountPage]:
-        self._begin()
+        self.begin()
         after, first = 0, True
         while True:
             params = {**self._scope(), "after": after, "limit": self._page_size}
@@ -161,7 +139,7 @@ class SqlConnector:
             after, first = rows[-1]["oid"], False
 
     def find_account(self, attribute: str, value: str) -> Account | None:
-        self._begin()
+        self.begin()
         if attribute == USER_NAME:
             if check_role_name(value, prefix=self._prefix):
                 return None  # no role can have this name
@@ -177,7 +155,7 @@ class SqlConnector:
         return self._account(rows[0]) if rows else None
 
     def get_account(self, remote_id: str) -> Account:
-        self._begin()
+        self.begin()
         oid = _oid(remote_id)
         row = self._run("get role", lambda cur: self._managed_row(cur, oid), write=False)
         return self._account(row)
@@ -185,7 +163,7 @@ class SqlConnector:
     def create_account(self, attributes: Attributes) -> Account:
         """An existing name raises ConflictError: the caller finds the account and adopts
         it, which works only for roles Roster manages (never a DBA's role of that name)."""
-        self._begin()
+        self.begin()
         user_name = attributes.get(USER_NAME)
         name = self._role_name(user_name)
         groups = self._member_of(attributes) if MEMBER_OF in attributes else []
@@ -206,7 +184,7 @@ class SqlConnector:
 
     def update_account(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
         """Only ``changes`` are written; ``current`` is not needed (no PUT in SQL)."""
-        self._begin()
+        self.begin()
         if not changes:
             return
         oid = _oid(remote_id)
@@ -233,7 +211,7 @@ class SqlConnector:
     def deactivate_account(self, remote_id: str) -> None:
         """NOLOGIN stops new sessions; the open ones are ended after the commit (before
         it, a new session could still start)."""
-        self._begin()
+        self.begin()
         oid = _oid(remote_id)
 
         def deactivate(cur: Cursor) -> None:
@@ -247,7 +225,7 @@ class SqlConnector:
         """REASSIGN OWNED and DROP OWNED (when ``reassign_owned_to`` is set), then DROP
         ROLE, in one transaction. Both OWNED commands act on the connected database only:
         objects in other databases make DROP ROLE fail, and nothing is dropped."""
-        self._begin()
+        self.begin()
         oid = _oid(remote_id)
 
         def delete(cur: Cursor) -> None:
