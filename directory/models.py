@@ -78,6 +78,19 @@ class GroupMember(Base):
     )
 
 
+class GroupGroup(Base):
+    """A group that is a member of another group: its members are the parent's too."""
+
+    __tablename__ = "group_groups"
+
+    parent_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    child_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class UserApp(Base):
     """A direct assignment of an app to a user."""
 
@@ -117,6 +130,24 @@ class Link(Base):
     )
 
     __table_args__ = (UniqueConstraint("app", "remote_id", name="uq_links_app_remote"),)
+
+
+class GroupLink(Base):
+    """Directory group x app -> the app group Roster manages for it. No foreign key: the
+    link outlives a deleted directory group, so its app group is deleted next run."""
+
+    __tablename__ = "group_links"
+
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    remote_id: Mapped[str] = mapped_column(String(255))
+    #: the displayName last written
+    display_name: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    __table_args__ = (UniqueConstraint("app", "remote_id", name="uq_group_links_app_remote"),)
 
 
 class Run(Base):

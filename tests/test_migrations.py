@@ -30,11 +30,13 @@ TABLES = {
     "app_health",
     "account_retries",
     "app_locks",
+    "group_groups",
+    "group_links",
 }
 
 
-def test_head_is_the_app_locks_revision() -> None:
-    assert head_revision() == "0003_app_locks"
+def test_head_is_the_groups_revision() -> None:
+    assert head_revision() == "0004_groups"
 
 
 def test_opening_a_store_creates_every_table(database_url: str) -> None:
