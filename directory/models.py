@@ -7,6 +7,7 @@ runs: directory user x app -> remote id, plus a hash of what was last written. `
 outcome and error, and for held actions the decision taken on them. ``app_health`` and
 ``account_retries`` are what Roster remembers about failures between runs: an app's run of
 app-level failures (and its quarantine), and each failing account's next attempt.
+``watermarks`` say when each app's last successful incremental and full runs started.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ class User(Base):
     #: the manager's user_name; resolved to the manager's account in each app
     manager: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: stamped by every directory write that can change what an app should hold for this
+    #: user (``directory.changes``): incremental syncs read the users stamped since their
+    #: watermark
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True
     )
 
 
@@ -233,6 +237,23 @@ class AccountRetry(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Watermark(Base):
+    """When the last successful run of one mode (incremental, full) started for an app:
+    an incremental run reads the users changed since the later of the two (less an
+    overlap, ``directory.watermarks``). A run that failed, stopped or was held leaves it."""
+
+    __tablename__ = "watermarks"
+
+    app: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: SyncMode: incremental or full
+    mode: Mapped[str] = mapped_column(String(16), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class AppLock(Base):

@@ -32,11 +32,12 @@ TABLES = {
     "app_locks",
     "group_groups",
     "group_links",
+    "watermarks",
 }
 
 
-def test_head_is_the_groups_revision() -> None:
-    assert head_revision() == "0004_groups"
+def test_head_is_the_watermarks_revision() -> None:
+    assert head_revision() == "0005_watermarks"
 
 
 def test_opening_a_store_creates_every_table(database_url: str) -> None:
