@@ -3,16 +3,21 @@
 These are the operations a person runs one at a time from ``roster directory ...``; users
 are named by user_name or email (case-insensitively) or by id, groups by name
 (case-insensitively), so what someone types matches what the directory holds.
+
+Every write that changes what a user should have in an app stamps the users it affects
+(``directory.changes``), in the same transaction, so incremental syncs see it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from directory.changes import stamp_groups, stamp_users
 from directory.errors import AmbiguousUserError, GroupNotFoundError, UserNotFoundError
 from directory.models import Group, GroupApp, GroupMember, User, UserApp
 from directory.queries import (
@@ -90,6 +95,16 @@ def _inserted(conn: Connection, stmt: Any) -> bool:
     return conn.execute(returning).first() is not None
 
 
+def _stamped_if(
+    conn: Connection, changed: bool, *, users: Sequence[str] = (), groups: Sequence[int] = ()
+) -> bool:
+    """Stamp the affected users when the write changed something; returns ``changed``."""
+    if changed:
+        stamp_users(conn, users)
+        stamp_groups(conn, groups)
+    return changed
+
+
 class DirectoryAdminMixin:
     """Administrative operations; mixed into ``Store``, which provides ``engine``."""
 
@@ -123,7 +138,7 @@ class DirectoryAdminMixin:
         with self.engine.begin() as conn:
             user_id = resolve_user(conn, key)["user_id"]
             stmt = upsert(conn, UserApp).values(user_id=user_id, app=app)
-            return _inserted(conn, stmt)
+            return _stamped_if(conn, _inserted(conn, stmt), users=[user_id])
 
     def unassign_app(self, key: str, app: str) -> bool:
         """Remove the direct assignment; False if there was none. Apps the user has
@@ -131,20 +146,20 @@ class DirectoryAdminMixin:
         with self.engine.begin() as conn:
             user_id = resolve_user(conn, key)["user_id"]
             stmt = sa.delete(UserApp).where(UserApp.user_id == user_id, UserApp.app == app)
-            return conn.execute(stmt).rowcount == 1
+            return _stamped_if(conn, conn.execute(stmt).rowcount == 1, users=[user_id])
 
     def assign_group_app(self, group: str, app: str) -> bool:
         check_app_name(app)
         with self.engine.begin() as conn:
             group_id = resolve_group(conn, group)
             stmt = upsert(conn, GroupApp).values(group_id=group_id, app=app)
-            return _inserted(conn, stmt)
+            return _stamped_if(conn, _inserted(conn, stmt), groups=[group_id])
 
     def unassign_group_app(self, group: str, app: str) -> bool:
         with self.engine.begin() as conn:
             group_id = resolve_group(conn, group)
             stmt = sa.delete(GroupApp).where(GroupApp.group_id == group_id, GroupApp.app == app)
-            return conn.execute(stmt).rowcount == 1
+            return _stamped_if(conn, conn.execute(stmt).rowcount == 1, groups=[group_id])
 
     def add_to_group(self, key: str, group: str) -> bool:
         """Add the user to the group, creating the group if it does not exist yet."""
@@ -152,7 +167,7 @@ class DirectoryAdminMixin:
             user_id = resolve_user(conn, key)["user_id"]
             group_id = resolve_group(conn, group, create=True)
             stmt = upsert(conn, GroupMember).values(group_id=group_id, user_id=user_id)
-            return _inserted(conn, stmt)
+            return _stamped_if(conn, _inserted(conn, stmt), users=[user_id])
 
     def remove_from_group(self, key: str, group: str) -> bool:
         with self.engine.begin() as conn:
@@ -161,7 +176,7 @@ class DirectoryAdminMixin:
             stmt = sa.delete(GroupMember).where(
                 GroupMember.group_id == group_id, GroupMember.user_id == user_id
             )
-            return conn.execute(stmt).rowcount == 1
+            return _stamped_if(conn, conn.execute(stmt).rowcount == 1, users=[user_id])
 
     def list_users(self, *, app: str | None = None, active: bool | None = None) -> pd.DataFrame:
         """``read_users`` plus ``apps`` (effective) and ``groups``, each ``;``-joined."""

@@ -2,8 +2,9 @@
 and every read and write the sync engine and the CLI need.
 
 ``Store`` is assembled from three parts so no module grows past a screenful of concerns:
-the directory and link reads/writes here, the action log in ``actionlog.py`` and the
-administrative operations (find, assign, deactivate...) in ``admin.py``. Reads come back
+the directory and link reads/writes here, the action log in ``actionlog.py``, the
+administrative operations (find, assign, deactivate...) in ``admin.py`` and what incremental
+syncs read (watermarks, changed users) in ``watermarks.py``. Reads come back
 as pandas frames (``read_sql``); writes go in batches of ``BATCH_SIZE``, never one
 statement per user.
 """
@@ -46,6 +47,7 @@ from directory.queries import (
     read_users_frame,
     upsert,
 )
+from directory.watermarks import WatermarkMixin
 
 __all__ = [
     "AmbiguousUserError",
@@ -66,7 +68,7 @@ __all__ = [
 LINK_COLUMNS = ["user_id", "remote_id", "attr_hash", "status"]
 
 
-class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin):
+class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin, WatermarkMixin):
     """The directory database. Opening it upgrades the schema to head (a no-op when it is
     already there), so every caller sees the tables this code expects."""
 
