@@ -5,16 +5,22 @@ Before an app is touched its health is checked: a quarantined app is skipped unt
 next retry time, and accounts still backing off after failures are left alone
 (``tasks.health``). Decisions on held actions are asked for last, so an approver's
 lunch break never delays the other apps (``tasks.approval``).
+
+``mode="incremental"`` plans, per app, only the users changed since the app's watermark
+(``tasks.incremental``); an app with no watermark yet, or whose mapping needs every
+account, runs full and says why. A run that ends ``ok`` advances the app's watermark of
+the mode it ran.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -26,6 +32,7 @@ from directory.config import AppConfig, ConfigError, RosterConfig, load_config
 from directory.errors import AppLockedError
 from directory.models import utcnow
 from directory.store import Store
+from directory.watermarks import SyncMode
 from tasks.apply import ApplyContext
 from tasks.approval import (
     ApprovalResult,
@@ -46,6 +53,7 @@ from tasks.health import (
     waiting_accounts,
     with_next_attempts,
 )
+from tasks.incremental import extract_changes, full_run_reason
 from tasks.locks import app_lock, lock_holder
 from tasks.progress import ApplyProgress
 from tasks.report import (
@@ -73,6 +81,8 @@ APPROVED_LOCK_WAIT = 600
 #: the flow's clock, read once per run; tests move time by replacing it
 clock: Callable[[], datetime] = utcnow
 
+Mode = Literal["full", "incremental"]
+
 
 @dataclass
 class SyncRun:
@@ -81,12 +91,24 @@ class SyncRun:
     config: RosterConfig
     store: Store
     run_id: str
-    users: pd.DataFrame
+    #: the whole directory; read on first use in an incremental run (``directory()``)
+    users: pd.DataFrame | None
     dry_run: bool
     approve_held: bool
     now: datetime
     policy: HealthPolicy
     lock_wait: float = 0
+    mode: SyncMode = SyncMode.FULL
+    #: the wall clock before the directory was read: the watermark a success records
+    started: datetime = field(default_factory=utcnow)
+    _directory_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def directory(self) -> pd.DataFrame:
+        """Every directory user, read once per run (apps may run in parallel)."""
+        with self._directory_lock:
+            if self.users is None:
+                self.users = extract_directory(self.store)
+            return self.users
 
     @property
     def holder(self) -> str:
@@ -109,6 +131,9 @@ class AppRun:
     planned: AppPlan | None = None
     retries: pd.DataFrame | None = None
     extract_errors: list[str] = field(default_factory=list)
+    mode: SyncMode = SyncMode.FULL
+    #: directory users the plan considered (an incremental run: the changed ones)
+    considered: int = 0
 
     @property
     def needs_decision(self) -> bool:
@@ -125,6 +150,7 @@ def sync(
     approval_timeout: int = 3600,
     quarantine_after: int = 3,
     lock_wait: float = 0,
+    mode: Mode = "full",
 ) -> dict[str, Any]:
     """Bring every configured app (or one) in line with the directory.
 
@@ -132,7 +158,8 @@ def sync(
     when a Prefect server is there to show it (``wait_for_approval`` None); True or False
     forces it. An app failing ``quarantine_after`` runs in a row for one app-level reason
     is quarantined. An app another run is writing to is waited for up to ``lock_wait``
-    seconds, then reported ``locked`` and left alone.
+    seconds, then reported ``locked`` and left alone. ``mode="incremental"`` plans only
+    the users changed since each app's last successful run (see the module docstring).
     """
     return run_sync(**locals())
 
@@ -147,6 +174,7 @@ def sync_one_app(
     approval_timeout: int = 3600,
     quarantine_after: int = 3,
     lock_wait: float = 0,
+    mode: Mode = "full",
 ) -> dict[str, Any]:
     """Bring one app in line with the directory: the ``sync-app`` deployment's flow.
 
@@ -165,24 +193,29 @@ def run_sync(
     approval_timeout: int,
     quarantine_after: int,
     lock_wait: float,
+    mode: Mode = "full",
 ) -> dict[str, Any]:
     """The body of both sync flows, inside a flow run."""
+    sync_mode = SyncMode(mode)
     config = load_config(config_path)
     apps = [config.app(app)] if app else config.apps
     if not apps:
         raise ConfigError("no apps are configured: add them to roster.yaml")
     store = open_store(config)
     try:
+        started = utcnow()
         run = SyncRun(
             config=config,
             store=store,
             run_id=store.start_run("sync", dry_run=dry_run, flow_run_id=current_flow_run_id()),
-            users=extract_directory(store),
+            users=extract_directory(store) if sync_mode is SyncMode.FULL else None,
             dry_run=dry_run,
             approve_held=approve_held,
             now=clock(),
             policy=HealthPolicy(quarantine_after=quarantine_after),
             lock_wait=lock_wait,
+            mode=sync_mode,
+            started=started,
         )
         runs = [sync_app(a, run) for a in apps]
         if _ask_for_decisions(runs, run, wait_for_approval):
@@ -191,7 +224,7 @@ def run_sync(
         store.finish_run(run.run_id, results)
     finally:
         store.dispose()
-    return {"run_id": run.run_id, "dry_run": dry_run, "apps": results}
+    return {"run_id": run.run_id, "dry_run": dry_run, "mode": str(sync_mode), "apps": results}
 
 
 def sync_app(app: AppConfig, run: SyncRun) -> AppRun:
@@ -212,30 +245,54 @@ def sync_app(app: AppConfig, run: SyncRun) -> AppRun:
         app_run, failure = AppRun(app, result), exc
     if not run.dry_run:
         record_health(run.store, health, failure, app_run.result, run.now, run.policy)
+        if failure is None and app_run.result.get("status") == "ok":
+            run.store.save_watermark(app.name, app_run.mode, run.started, run.run_id)
     return app_run
 
 
 def _sync_app(app: AppConfig, run: SyncRun) -> tuple[AppRun, BaseException | None]:
     connector = open_connector(app, dry_run=run.dry_run)
     try:
-        extract = extract_app(connector, list(app.effective_mapping))
-        retries = run.store.read_account_retries(app.name)
-        planned = plan_app(
-            app,
-            run.users,
-            cast(set[str], quote(run.store.read_assigned(app.name))),
-            extract,
-            run.store.read_links(app.name),
-            run.config.safety_for(app),
-            run.approve_held,
-            waiting_accounts(retries, run.now),
+        app_run = plan_one(app, run, connector)
+        assert app_run.planned is not None
+        stopped = (
+            None if run.dry_run else apply_plan(run.store, app, connector, run, app_run.planned)
         )
-        stopped = None if run.dry_run else apply_plan(run.store, app, connector, run, planned)
     finally:
         connector.close()
-    app_run = AppRun(app, {}, planned, retries, extract.errors)
     app_run.result = report_app(app_run, run, stopped)
     return app_run, stopped
+
+
+def plan_one(app: AppConfig, run: SyncRun, connector: Any) -> AppRun:
+    """Extract and plan one app, incrementally where the run and the app allow it."""
+    retries = run.store.read_account_retries(app.name)
+    assigned = cast(set[str], quote(run.store.read_assigned(app.name)))
+    safety, waiting = run.config.safety_for(app), waiting_accounts(retries, run.now)
+    since = run.store.read_watermarks(app.name).since()
+    reason = full_run_reason(app, since) if run.mode is SyncMode.INCREMENTAL else None
+    if run.mode is SyncMode.INCREMENTAL and reason is None and since is not None:
+        changes = extract_changes(run.store, connector, app, since)
+        planned = plan_app(
+            app,
+            changes.users,
+            assigned,
+            changes.extract,
+            changes.links,
+            safety,
+            run.approve_held,
+            waiting,
+            only=changes.user_ids,
+            counts=changes.counts,
+        )
+        errors = changes.notes + changes.extract.errors
+        return AppRun(app, {}, planned, retries, errors, SyncMode.INCREMENTAL, changes.considered)
+    users = run.directory()
+    extract = extract_app(connector, list(app.effective_mapping))
+    links = run.store.read_links(app.name)
+    planned = plan_app(app, users, assigned, extract, links, safety, run.approve_held, waiting)
+    errors = ([f"mode: full, not incremental: {reason}"] if reason else []) + extract.errors
+    return AppRun(app, {}, planned, retries, errors, SyncMode.FULL, len(users))
 
 
 def apply_plan(
@@ -283,6 +340,7 @@ def report_app(
         )
     summary = summarize(plan, dry_run=run.dry_run)
     summary["waiting"] = len(planned.waiting)
+    summary["considered"] = app_run.considered
     notes = config_warnings(app) + _notes(
         app.name, planned, summary, app_run.extract_errors, stopped, decision
     )
@@ -292,7 +350,13 @@ def report_app(
     summary["failed"] += len(planned.set_aside) + len(planned.unmapped)
     publish_report(app.name, summary, cast(list, quote(rows)), dry_run=run.dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
-    result = {"status": status, "summary": summary, "notes": notes, "drift": rows}
+    result = {
+        "status": status,
+        "mode": str(app_run.mode),
+        "summary": summary,
+        "notes": notes,
+        "drift": rows,
+    }
     if decision is not None:
         result["approval"] = decision.as_dict()
     elif status == "held":

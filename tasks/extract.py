@@ -6,6 +6,9 @@ people. Accounts the app returned but that failed validation are kept aside by i
 their users are neither re-created nor deprovisioned this run. One that came without a
 usable id could be any linked account missing from the listing, so those are kept aside
 too, for as long as the app sends it so.
+
+An incremental run reads no listing: ``read_subset`` fetches only the accounts of the
+users it considers, by id where they are linked and by match attribute where not.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from connectors.base import Connector
+from connectors.errors import BadRequestError, ConflictError, InvalidResponseError, NotFoundError
 from directory.store import Store
 
 
@@ -68,3 +72,63 @@ def set_aside_unreadable(links: pd.DataFrame, extract: AppExtract) -> tuple[pd.D
     if not bad.any():
         return links, set()
     return links[~bad], set(links.loc[bad, "user_id"])
+
+
+# -- incremental: only the accounts of the users a run considers ----------------------------
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """An unlinked user's value of one match attribute, to find an existing account by."""
+
+    user_id: str
+    attribute: str
+    value: str
+
+
+def read_subset(
+    connector: Connector,
+    targets: Sequence[str],
+    remote_ids: Sequence[str],
+    lookups: Sequence[Lookup],
+    taken: frozenset[str],
+) -> tuple[AppExtract, set[str]]:
+    """The linked accounts by id (``GET /Users/{id}``; one the app no longer has is simply
+    absent, so the plan sees it gone) and the accounts the unlinked users match, found
+    through the connector's search by match attribute. An account already linked to
+    someone (``taken``) is nobody's match. Returns the extract and the users whose search
+    found several accounts (disputed: left for the full run to report).
+
+    An attribute the app cannot search by (a BadRequestError from ``find_account``) is
+    skipped; any other error stops the app as a failed listing would.
+    """
+    rows: list[dict[str, object]] = []
+    errors: list[str] = []
+    unreadable: set[str] = set()
+    for remote_id in remote_ids:
+        try:
+            account = connector.get_account(remote_id)
+        except NotFoundError:
+            continue
+        except InvalidResponseError as exc:
+            errors.append(f"id {remote_id}: {exc}")
+            unreadable.add(remote_id)
+            continue
+        rows.append({"remote_id": account.id, **account.attributes})
+    seen = set(remote_ids) | set(taken)
+    disputed: set[str] = set()
+    for lookup in lookups:
+        if lookup.user_id in disputed:
+            continue
+        try:
+            found = connector.find_account(lookup.attribute, lookup.value)
+        except ConflictError:
+            disputed.add(lookup.user_id)
+            continue
+        except BadRequestError:
+            continue
+        if found is not None and found.id not in seen:
+            seen.add(found.id)
+            rows.append({"remote_id": found.id, **found.attributes})
+    frame = pd.DataFrame(rows, columns=["remote_id", *targets], dtype=object)
+    return AppExtract(frame.where(frame.notna(), None), errors, frozenset(unreadable)), disputed

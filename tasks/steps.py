@@ -56,19 +56,29 @@ def plan_app(
     safety: Safety,
     approve_held: bool = False,
     waiting: Mapping[str, datetime] | None = None,
+    only: frozenset[str] | None = None,
+    counts: ExtractCounts | None = None,
 ) -> AppPlan:
+    """``only``: an incremental run's users (``tasks.incremental``): ``users`` then holds
+    them plus what their mapping needs, ``extract`` and ``links`` only theirs, and the
+    plan judges nobody else (no orphans from a partial read). ``counts``: the whole
+    directory and app for the guard, where the frames are a subset."""
     rules = PlanRules.for_app(app)
     links, set_aside = set_aside_unreadable(links, extract)
     mapping = app.effective_mapping
     taken = taken_values(extract.accounts, links, unique_targets(mapping), rules.owner_keys)
     failures: dict[str, str] = {}
     desired = build_desired(users, assigned, mapping, taken, app.scoping, failures)
+    if only is not None:
+        desired = desired[desired["user_id"].isin(list(only))].reset_index(drop=True)
     aside = desired["user_id"].isin(list(set_aside))
     set_aside_names = sorted(desired.loc[aside, "user_name"])
     desired = desired[~aside]
     desired, links, accounts, unmapped = leave_out_unmapped(desired, links, extract, failures)
     plan = plan_changes(desired, accounts, links, rules)
-    counts = ExtractCounts(
+    if only is not None:  # accounts found by search that nobody here matched: not judged
+        plan = plan[plan["user_id"].notna()].reset_index(drop=True)
+    counts = counts or ExtractCounts(
         directory_users=len(users), app_accounts=len(extract.accounts), linked=len(links)
     )
     plan, reasons = guard_plan(plan, counts, safety)
