@@ -116,21 +116,17 @@ def settled_users(desired: pd.DataFrame, links: pd.DataFrame, rules: PlanRules) 
     """Considered users with nothing to do: linked, in scope, and their desired attributes
     hash to what was last written to an active account; or out of scope with the account
     already deactivated. Pure; ``links`` are the considered users' links."""
-    if desired.empty or links.empty:
-        return set()
-    joined = desired.merge(
-        links[["user_id", "attr_hash", "status"]], on="user_id", how="inner"
-    ).reset_index(drop=True)
+    vanished = ~links["user_id"].isin(list(desired["user_id"]))
+    settled = set(links.loc[vanished & (links["status"] == "deactivated"), "user_id"])
+    joined = desired.merge(links[["user_id", "attr_hash", "status"]], on="user_id", how="inner")
     if joined.empty:
-        return set()
+        return settled
+    joined = joined.reset_index(drop=True)
     in_scope = joined["in_scope"].astype(bool)
     hashes = attribute_hash(joined, rules.compared)
     same = (hashes == joined["attr_hash"]) & (joined["status"] == "active") & in_scope
     done = ~in_scope & (joined["status"] == "deactivated")
-    settled = set(joined.loc[same | done, "user_id"])
-    vanished = set(links["user_id"]) - set(desired["user_id"])
-    deactivated = links["user_id"].isin(list(vanished)) & (links["status"] == "deactivated")
-    return settled | set(links.loc[deactivated, "user_id"])
+    return settled | set(joined.loc[same | done, "user_id"])
 
 
 def match_lookups(desired: pd.DataFrame, links: pd.DataFrame, rules: PlanRules) -> list[Lookup]:
