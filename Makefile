@@ -60,8 +60,9 @@ PREFECT_API_URL ?= http://127.0.0.1:$(SERVER_PORT)/api
 PREFECT_SERVER_HOME ?= $(CURDIR)/.prefect-server
 # Clients (deploy, worker, serve) keep Prefect's state where the roster command does.
 CLIENT_PREFECT_HOME ?= $(or $(ROSTER_HOME),$(HOME)/.roster)/prefect
-# Seconds between scheduled full syncs (deploy and serve).
-ROSTER_SYNC_INTERVAL ?= 900
+# Seconds between scheduled full syncs and incremental syncs (deploy and serve).
+ROSTER_SYNC_INTERVAL ?= 3600
+ROSTER_INCREMENTAL_INTERVAL ?= 300
 # How often a worker or `serve` asks the server for runs to start; Prefect's default is 10 s,
 # which alone would take most of the offboarding latency budget (docs/benchmarks-offboard.md).
 POLL_SECONDS ?= 1
@@ -87,9 +88,12 @@ deploy: $(STAMP)
 	$(CLIENT_ENV) $(BIN)/prefect work-pool inspect roster >/dev/null 2>&1 || \
 		$(CLIENT_ENV) $(BIN)/prefect work-pool create roster --type process
 	$(CLIENT_ENV) $(BIN)/prefect --no-prompt deploy --all
-	if [ "$(ROSTER_SYNC_INTERVAL)" != 900 ]; then \
+	if [ "$(ROSTER_SYNC_INTERVAL)" != 3600 ]; then \
 		$(CLIENT_ENV) $(BIN)/prefect --no-prompt deployment schedule create sync/sync-all \
 			--interval $(ROSTER_SYNC_INTERVAL) --replace -y; fi
+	if [ "$(ROSTER_INCREMENTAL_INTERVAL)" != 300 ]; then \
+		$(CLIENT_ENV) $(BIN)/prefect --no-prompt deployment schedule create sync/sync-incremental \
+			--interval $(ROSTER_INCREMENTAL_INTERVAL) --replace -y; fi
 
 ## A worker that runs the deployed flows, each in a new process.
 worker: $(STAMP)
@@ -100,4 +104,5 @@ worker: $(STAMP)
 ## Or, instead of deploy + worker: serve every deployment from this one process.
 serve: $(STAMP)
 	$(CLIENT_ENV) $(BIN)/python -m deployments.serve \
-		--interval $(ROSTER_SYNC_INTERVAL) --poll $(POLL_SECONDS)
+		--interval $(ROSTER_SYNC_INTERVAL) --incremental-interval $(ROSTER_INCREMENTAL_INTERVAL) \
+		--poll $(POLL_SECONDS)

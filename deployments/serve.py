@@ -2,8 +2,9 @@
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m deployments.serve [--interval S] [--poll S]
 
-The same four deployments as prefect.yaml (``sync-all`` on an interval, ``sync-app``,
-``offboard`` with the deactivation trigger, ``provision-user``), so the UI, the trigger and
+The same five deployments as prefect.yaml (``sync-all`` and ``sync-incremental`` on their
+intervals, ``sync-app``, ``offboard`` with the deactivation trigger, ``provision-user``),
+so the UI, the trigger and
 ``prefect deployment run`` work the same either way. Run it from the repository root:
 served deployments load their flows from paths relative to the working directory.
 
@@ -29,16 +30,25 @@ from prefect.deployments.runner import RunnerDeployment  # noqa: E402
 from deployments.triggers import offboard_trigger  # noqa: E402
 
 #: seconds between scheduled full syncs; ROSTER_SYNC_INTERVAL overrides (prefect.yaml too)
-DEFAULT_INTERVAL = 900
+DEFAULT_INTERVAL = 3600
+#: seconds between scheduled incremental syncs; ROSTER_INCREMENTAL_INTERVAL overrides
+DEFAULT_INCREMENTAL_INTERVAL = 300
 DEFAULT_POLL_SECONDS = 1.0
 
 
 def sync_interval() -> int:
-    """ROSTER_SYNC_INTERVAL, else 15 minutes: the one knob for both ways of deploying."""
+    """ROSTER_SYNC_INTERVAL, else an hour: the one knob for both ways of deploying."""
     return int(os.environ.get("ROSTER_SYNC_INTERVAL") or DEFAULT_INTERVAL)
 
 
-def build_deployments(interval: int = DEFAULT_INTERVAL) -> list[RunnerDeployment]:
+def incremental_interval() -> int:
+    """ROSTER_INCREMENTAL_INTERVAL, else 5 minutes."""
+    return int(os.environ.get("ROSTER_INCREMENTAL_INTERVAL") or DEFAULT_INCREMENTAL_INTERVAL)
+
+
+def build_deployments(
+    interval: int = DEFAULT_INTERVAL, incremental: int = DEFAULT_INCREMENTAL_INTERVAL
+) -> list[RunnerDeployment]:
     """The deployments ``serve`` runs; building them talks to no server. (``from_flow``
     is what ``flow.to_deployment`` calls, without its sync/async dual return type.)"""
     from flows.offboard import offboard
@@ -50,7 +60,16 @@ def build_deployments(interval: int = DEFAULT_INTERVAL) -> list[RunnerDeployment
             sync,
             name="sync-all",
             interval=interval,
-            description="Bring every configured app in line with the directory.",
+            description="Bring every configured app in line with the directory: a full"
+            " reconciliation, which also repairs drift made inside the apps.",
+        ),
+        RunnerDeployment.from_flow(
+            sync,
+            name="sync-incremental",
+            interval=incremental,
+            parameters={"mode": "incremental"},
+            description="Sync only the people changed in the directory since each app's"
+            " last successful sync (apps never synced yet run in full).",
         ),
         RunnerDeployment.from_flow(
             sync_one_app,
@@ -80,7 +99,13 @@ def main() -> None:
         "--interval",
         type=int,
         default=sync_interval(),
-        help="seconds between full syncs (default: $ROSTER_SYNC_INTERVAL or 900)",
+        help="seconds between full syncs (default: $ROSTER_SYNC_INTERVAL or 3600)",
+    )
+    parser.add_argument(
+        "--incremental-interval",
+        type=int,
+        default=incremental_interval(),
+        help="seconds between incremental syncs (default: $ROSTER_INCREMENTAL_INTERVAL or 300)",
     )
     parser.add_argument(
         "--poll",
@@ -89,7 +114,8 @@ def main() -> None:
         help="seconds between the runner's queries for runs to start (default: 1)",
     )
     args = parser.parse_args()
-    serve(*build_deployments(args.interval), query_seconds=args.poll)
+    deployments = build_deployments(args.interval, args.incremental_interval)
+    serve(*deployments, query_seconds=args.poll)
 
 
 if __name__ == "__main__":

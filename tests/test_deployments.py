@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: deployment -> (entrypoint, parameters it must take)
 EXPECTED = {
     "sync-all": ("flows/sync.py:sync", set()),
+    "sync-incremental": ("flows/sync.py:sync", set()),
     "sync-app": ("flows/sync.py:sync_one_app", {"app"}),
     "offboard": ("flows/offboard.py:offboard", {"user"}),
     "provision-user": ("flows/provision.py:provision_user", {"user"}),
@@ -80,12 +81,15 @@ def test_each_entrypoint_is_a_flow_taking_its_parameters(
         assert set(flow.parameters.required or []) <= given | needed, name
 
 
-def test_only_sync_all_is_scheduled_every_15_minutes(
+def test_full_sync_hourly_and_incremental_every_5_minutes_nothing_else_scheduled(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
     schedules = {name: spec.get("schedules") or [] for name, spec in deployments.items()}
-    assert schedules.pop("sync-all") == [{"interval": 900}]
+    assert schedules.pop("sync-all") == [{"interval": 3600}]
+    assert schedules.pop("sync-incremental") == [{"interval": 300}]
     assert all(not s for s in schedules.values()), schedules
+    assert deployments["sync-incremental"]["parameters"] == {"mode": "incremental"}
+    assert not deployments["sync-all"]["parameters"]  # the flow's default: full
 
 
 def test_the_yaml_trigger_is_the_serve_trigger(deployments: dict[str, dict[str, Any]]) -> None:
@@ -132,23 +136,35 @@ def test_serve_builds_the_same_deployments(
     deployments: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(REPO)
-    served = {d.name: d for d in serve.build_deployments(interval=600)}
+    served = {d.name: d for d in serve.build_deployments(interval=600, incremental=120)}
     assert list(served) == list(deployments)
     for name, deployment in served.items():
         assert deployment.entrypoint == deployments[name]["entrypoint"]
-    (schedule,) = served["sync-all"].schedules or []
-    assert isinstance(schedule.schedule, IntervalSchedule)
-    assert schedule.schedule.interval.total_seconds() == 600
+        assert (deployment.parameters or {}) == (deployments[name].get("parameters") or {})
+    for name, seconds in (("sync-all", 600), ("sync-incremental", 120)):
+        (schedule,) = served[name].schedules or []
+        assert isinstance(schedule.schedule, IntervalSchedule)
+        assert schedule.schedule.interval.total_seconds() == seconds
     assert all(not served[n].schedules for n in ("sync-app", "offboard", "provision-user"))
     assert served["offboard"].triggers == [offboard_trigger()]
-    assert all(not served[n].triggers for n in ("sync-all", "sync-app", "provision-user"))
+    unscheduled = ("sync-all", "sync-incremental", "sync-app", "provision-user")
+    assert all(not served[n].triggers for n in unscheduled)
 
 
-def test_serve_reads_the_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_reads_the_intervals_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROSTER_SYNC_INTERVAL", raising=False)
-    assert serve.sync_interval() == 900
-    monkeypatch.setenv("ROSTER_SYNC_INTERVAL", "300")
-    assert serve.sync_interval() == 300
+    monkeypatch.delenv("ROSTER_INCREMENTAL_INTERVAL", raising=False)
+    assert (serve.sync_interval(), serve.incremental_interval()) == (3600, 300)
+    monkeypatch.setenv("ROSTER_SYNC_INTERVAL", "86400")
+    monkeypatch.setenv("ROSTER_INCREMENTAL_INTERVAL", "60")
+    assert (serve.sync_interval(), serve.incremental_interval()) == (86400, 60)
+
+
+def test_make_defaults_match_the_deployments() -> None:
+    """``make deploy`` replaces a schedule only when its knob differs from prefect.yaml."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert f"ROSTER_SYNC_INTERVAL ?= {serve.DEFAULT_INTERVAL}\n" in makefile
+    assert f"ROSTER_INCREMENTAL_INTERVAL ?= {serve.DEFAULT_INCREMENTAL_INTERVAL}\n" in makefile
 
 
 def test_make_server_uses_roster_prefect_settings() -> None:
