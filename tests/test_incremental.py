@@ -4,6 +4,8 @@ only on a successful run. Requests are counted on their way to the server."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -417,3 +419,23 @@ def test_only_unlinked_users_in_scope_are_searched_in_match_order() -> None:
         ("new", "title", "T"),
         ("blank", "userName", "blank"),
     ]
+
+
+def test_roster_sync_incremental_prints_the_mode_and_the_users_considered(
+    env: Installation,
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app as roster
+
+    synced(env, n=4)
+    result = CliRunner().invoke(roster, ["--config", env.config_path, "sync", "--incremental"])
+    assert result.exit_code == 0, result.stderr
+    assert re.search(r"mode\s+│\s+incremental\s+│\s+incremental", result.stdout)
+    assert re.search(r"considered\s+│\s+0\s+│\s+0", result.stdout)
+    as_json = CliRunner().invoke(
+        roster, ["--config", env.config_path, "sync", "--incremental", "--json"]
+    )
+    document = json.loads(as_json.stdout)
+    assert document["mode"] == "incremental"
+    assert document["apps"]["chat"]["mode"] == "incremental"
