@@ -13,7 +13,7 @@ to what was last written is settled without a request to the app (``tasks.extrac
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -50,6 +50,8 @@ class Watermarks:
     app: str
     incremental: datetime | None = None
     full: datetime | None = None
+    #: the app's settings hash recorded by the later of the two runs
+    settings_hash: str | None = None
 
     @property
     def latest(self) -> datetime | None:
@@ -77,24 +79,42 @@ class WatermarkMixin:
     engine: Engine
 
     def read_watermarks(self, app: str) -> Watermarks:
-        stmt = sa.select(WatermarkRow.mode, WatermarkRow.started_at).where(WatermarkRow.app == app)
+        stmt = sa.select(
+            WatermarkRow.mode, WatermarkRow.started_at, WatermarkRow.settings_hash
+        ).where(WatermarkRow.app == app)
         with self.engine.connect() as conn:
-            times = {mode: aware(started) for mode, started in conn.execute(stmt)}
-        return Watermarks(app, times.get(SyncMode.INCREMENTAL), times.get(SyncMode.FULL))
+            rows = {
+                mode: (aware(started), settings) for mode, started, settings in conn.execute(stmt)
+            }
+        times = {mode: started for mode, (started, _) in rows.items()}
+        marks = Watermarks(app, times.get(SyncMode.INCREMENTAL), times.get(SyncMode.FULL))
+        latest = next((m for m, (t, _) in rows.items() if t == marks.latest), None)
+        return replace(marks, settings_hash=rows[latest][1] if latest else None)
 
     def save_watermark(
-        self, app: str, mode: SyncMode, started_at: datetime, run_id: str | None = None
+        self,
+        app: str,
+        mode: SyncMode,
+        started_at: datetime,
+        run_id: str | None = None,
+        settings_hash: str | None = None,
     ) -> None:
         """Record a successful run; an older start never replaces a newer one (two runs
         may finish out of order)."""
         check_app_name(app)
-        values = {"app": app, "mode": str(mode), "started_at": started_at, "run_id": run_id}
+        values = {
+            "app": app,
+            "mode": str(mode),
+            "started_at": started_at,
+            "run_id": run_id,
+            "settings_hash": settings_hash,
+        }
         with self.engine.begin() as conn:
             stmt = upsert(conn, WatermarkRow).values(values)
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[WatermarkRow.app, WatermarkRow.mode],
-                    set_={"started_at": started_at, "run_id": run_id},
+                    set_={k: v for k, v in values.items() if k not in ("app", "mode")},
                     where=WatermarkRow.started_at < started_at,
                 )
             )

@@ -53,7 +53,7 @@ from tasks.health import (
     waiting_accounts,
     with_next_attempts,
 )
-from tasks.incremental import extract_changes, full_run_reason
+from tasks.incremental import extract_changes, full_run_reason, settings_hash
 from tasks.locks import app_lock, lock_holder
 from tasks.progress import ApplyProgress
 from tasks.report import (
@@ -246,7 +246,9 @@ def sync_app(app: AppConfig, run: SyncRun) -> AppRun:
     if not run.dry_run:
         record_health(run.store, health, failure, app_run.result, run.now, run.policy)
         if failure is None and app_run.result.get("status") == "ok":
-            run.store.save_watermark(app.name, app_run.mode, run.started, run.run_id)
+            run.store.save_watermark(
+                app.name, app_run.mode, run.started, run.run_id, settings_hash(app)
+            )
     return app_run
 
 
@@ -269,8 +271,9 @@ def plan_one(app: AppConfig, run: SyncRun, connector: Any) -> AppRun:
     retries = run.store.read_account_retries(app.name)
     assigned = cast(set[str], quote(run.store.read_assigned(app.name)))
     safety, waiting = run.config.safety_for(app), waiting_accounts(retries, run.now)
-    since = run.store.read_watermarks(app.name).since()
-    reason = full_run_reason(app, since) if run.mode is SyncMode.INCREMENTAL else None
+    marks = run.store.read_watermarks(app.name)
+    since = marks.since()
+    reason = full_run_reason(app, marks) if run.mode is SyncMode.INCREMENTAL else None
     if run.mode is SyncMode.INCREMENTAL and reason is None and since is not None:
         changes = extract_changes(run.store, connector, app, since)
         planned = plan_app(

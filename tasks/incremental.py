@@ -14,6 +14,7 @@ the full run.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,21 +25,29 @@ from prefect.cache_policies import NO_CACHE
 from connectors.base import Connector
 from directory.config import AppConfig
 from directory.store import Store
-from directory.watermarks import DirectorySubset
+from directory.watermarks import DirectorySubset, Watermarks
 from tasks.desired import build_desired, unique_targets
 from tasks.extract import AppExtract, Lookup, read_subset
 from tasks.guard import ExtractCounts
 from tasks.plan import PlanRules, attribute_hash
 
 
-def full_run_reason(app: AppConfig, since: datetime | None) -> str | None:
+def settings_hash(app: AppConfig) -> str:
+    """A fingerprint of the app's settings, kept with its watermark: a changed mapping,
+    scope or policy concerns everyone, so the first run after it must be full."""
+    return hashlib.sha256(app.model_dump_json().encode()).hexdigest()[:32]
+
+
+def full_run_reason(app: AppConfig, marks: Watermarks) -> str | None:
     """Why this app must run full even when an incremental run was asked for; None: it
     need not."""
-    if since is None:
+    if marks.since() is None:
         return "no successful run yet to start from"
     unique = unique_targets(app.effective_mapping)
     if unique:
         return f"the mapping of {', '.join(unique)} calls unique, which needs every account"
+    if marks.settings_hash != settings_hash(app):
+        return "the app's settings changed since its last successful run"
     return None
 
 

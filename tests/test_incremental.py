@@ -439,3 +439,17 @@ def test_roster_sync_incremental_prints_the_mode_and_the_users_considered(
     document = json.loads(as_json.stdout)
     assert document["mode"] == "incremental"
     assert document["apps"]["chat"]["mode"] == "incremental"
+
+
+def test_a_changed_app_setting_makes_the_next_run_full(env: Installation) -> None:
+    synced(env, n=5)
+    env.app_settings = {"chat": {"mapping": {"title": {"constant": "Staff"}}}}
+    env.write_config()
+    first = incremental(env)
+    assert (first["apps"]["chat"]["mode"], first["apps"]["wiki"]["mode"]) == (
+        "full",
+        "incremental",
+    )
+    assert any("settings changed" in n for n in first["apps"]["chat"]["notes"])
+    assert first["apps"]["chat"]["summary"]["updated"] == 5
+    assert incremental(env)["apps"]["chat"]["mode"] == "incremental"

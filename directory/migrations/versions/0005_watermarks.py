@@ -1,8 +1,9 @@
 """Incremental sync: per-app watermarks, and an index on users.updated_at.
 
 ``watermarks``: app x mode (incremental, full) -> when the last successful run of that
-mode started. ``ix_users_updated_at`` lets an incremental run read only the users stamped
-since then instead of the whole directory.
+mode started, and a hash of the app's settings then (a changed mapping or scope must be
+applied to everyone, so the next run is full). ``ix_users_updated_at`` lets an
+incremental run read only the users stamped since then instead of the whole directory.
 
 Revision ID: 0005_watermarks
 Revises: 0004_groups
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("mode", sa.String(16), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("run_id", sa.String(32), nullable=True),
+        sa.Column("settings_hash", sa.String(64), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("app", "mode"),
     )
