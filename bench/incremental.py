@@ -154,9 +154,12 @@ def compare(bench: Bench) -> None:
         f"b. incremental sync, {args.changed} changed", mode="incremental"
     )
     bench.check("b. incremental: mode", inc.get("mode") == "incremental", str(inc.get("mode")))
+    # considered: the changed, their reports (a manager's change can reach them) and,
+    # within the overlap, the users the full run before was given; only the changed are
+    # read (the check on requests below)
     bench.check(
-        "b. incremental: considered",
-        inc["summary"]["considered"] == args.changed,
+        "b. incremental: considered at least the changed",
+        inc["summary"]["considered"] >= args.changed,
         str(inc["summary"]["considered"]),
     )
     bench.check("b. incremental: the changed updated", inc["summary"]["updated"] == args.changed)
