@@ -9,7 +9,7 @@ the attribute names its accounts carry (``default_mapping``) and what to match o
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AliasChoices,
@@ -159,6 +159,69 @@ class Expression(BaseModel):
         return compile_expression(self.expression, EXPRESSION_FIELDS)
 
 
+class GroupsSource(BaseModel):
+    """``{groups: {Admins: admin, Engineering: developer}}``: the set of values of the
+    directory groups a person belongs to, directly or through nested groups; ``groups:
+    all`` gives the groups' own names. For multi-valued targets (SCIM ``roles.value``,
+    ``entitlements.value``), written as a set (``directory.multivalue``), so adding
+    someone to a group changes their roles at the next run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: directory group name (any case) -> the value it gives, or ``all``
+    groups: dict[str, str] | Literal["all"]
+    apply: ApplyMode = ApplyMode.ALWAYS
+
+    @field_validator("groups")
+    @classmethod
+    def _values(cls, groups: dict[str, str] | str) -> dict[str, str] | str:
+        if isinstance(groups, dict):
+            if not groups:
+                raise ValueError("name at least one directory group, or say 'all'")
+            if bad := [name for name, value in groups.items() if not name.strip() or not value]:
+                raise ValueError(f"empty group name or value for {bad[0]!r}")
+        return groups
+
+    def values_for(self, group_names: Any) -> list[str]:
+        """The values a member of ``group_names`` gets (names compared in any case)."""
+        if self.groups == "all":
+            return [str(name) for name in group_names]
+        wanted = {name.casefold(): value for name, value in self.groups.items()}
+        return [wanted[n.casefold()] for n in group_names if n.casefold() in wanted]
+
+
+class GroupPush(BaseModel):
+    """Directory groups kept as groups in the app (SCIM ``/Groups``): created, renamed,
+    their members added and removed, deleted when they leave the directory (or ``select``).
+
+    Members are the group's members (through nested groups too, flattened: few apps nest
+    groups) who have an account in this app."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: which directory groups: ``assigned`` (those that assign this app), or their names
+    select: Literal["assigned"] | list[str] = "assigned"
+    #: directory group name -> the app group's name, where they differ
+    rename: dict[str, str] = Field(default_factory=dict)
+    #: members added or removed per request: apps cap it (Entra 20... Slack 15,000)
+    members_per_request: int = Field(100, ge=1, le=10_000)
+    #: an app group whose directory group was deleted or is no longer pushed: delete it
+    #: (``delete``) or leave it in the app, unmanaged (``keep``)
+    on_removed: Literal["delete", "keep"] = "delete"
+    #: membership drift: written (``enforce``) or only shown in the report (``report``)
+    members: Literal["enforce", "report"] = "enforce"
+
+    @field_validator("select")
+    @classmethod
+    def _names(cls, select: str | list[str]) -> str | list[str]:
+        if isinstance(select, list) and not all(name.strip() for name in select):
+            raise ValueError("group names must not be empty")
+        return select
+
+    def app_name(self, group: str) -> str:
+        """The app group's displayName for a directory group."""
+        folded = {name.casefold(): app for name, app in self.rename.items()}
+        return folded.get(group.casefold(), group)
+
+
 def _source_kind(value: Any) -> str | None:
     """Which form a mapping entry is, by its keys, so an error names only that form."""
     if isinstance(value, str):
@@ -171,24 +234,30 @@ def _source_kind(value: Any) -> str | None:
     return None
 
 
-_SOURCE_KEYS = {"field": "FieldSource", "constant": "Constant", "expression": "Expression"}
+_SOURCE_KEYS = {
+    "field": "FieldSource",
+    "constant": "Constant",
+    "expression": "Expression",
+    "groups": "GroupsSource",
+}
 
 #: one mapping entry: a field name, or one of the three forms with options
 MappingSource: TypeAlias = Annotated[
     Annotated[str, Tag("str")]
     | Annotated[Constant, Tag("Constant")]
     | Annotated[FieldSource, Tag("FieldSource")]
-    | Annotated[Expression, Tag("Expression")],
+    | Annotated[Expression, Tag("Expression")]
+    | Annotated[GroupsSource, Tag("GroupsSource")],
     Discriminator(
         _source_kind,
         custom_error_type="mapping_source",
         custom_error_message=(
-            "give a directory field name, or a mapping with exactly one of field, constant"
-            " and expression (plus default and apply)"
+            "give a directory field name, or a mapping with exactly one of field, constant,"
+            " expression and groups (plus default and apply)"
         ),
     ),
 ]
-Source: TypeAlias = str | Constant | FieldSource | Expression
+Source: TypeAlias = str | Constant | FieldSource | Expression | GroupsSource
 
 
 def source_field(source: Source) -> str | None:
@@ -227,6 +296,8 @@ class AppConfig(BaseModel):
     login_attribute: ClassVar[str] = "userName"
     #: False where the app can be reached without a secret (a database on a trusted socket)
     secret_required: ClassVar[bool] = True
+    #: True where Roster can keep the app's groups (``groups:``)
+    supports_groups: ClassVar[bool] = False
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     connector: str
@@ -259,6 +330,8 @@ class AppConfig(BaseModel):
     scoping: list[ScopeFilter] = Field(default_factory=list)
     #: what drift is written, only reported, or not compared, per attribute
     remediation: RemediationPolicy = Field(default_factory=RemediationPolicy)
+    #: directory groups kept as app groups; None: the app's groups are left alone
+    push_groups: GroupPush | None = None
 
     @field_validator("mapping")
     @classmethod
@@ -301,6 +374,22 @@ class AppConfig(BaseModel):
                 f"remediation.attributes names unmapped attributes: {', '.join(unknown)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _groups_supported(self) -> AppConfig:
+        if self.push_groups is not None and not self.supports_groups:
+            raise ValueError(
+                f"push_groups: the {self.connector} connector cannot keep groups (only scim"
+                " can);"
+                " map groups to an attribute with {groups: ...} instead"
+            )
+        return self
+
+    @property
+    def uses_groups(self) -> bool:
+        """Whether a sync of this app needs the directory's group memberships."""
+        sources = self.effective_mapping.values()
+        return self.push_groups is not None or any(isinstance(s, GroupsSource) for s in sources)
 
     @property
     def has_secret(self) -> bool:

@@ -33,6 +33,7 @@ from directory.errors import (
     SafetyHoldError,
     UserNotFoundError,
 )
+from directory.grouplinks import GroupLinkMixin
 from directory.health import AppStateMixin
 from directory.locks import AppLockMixin, LockState
 from directory.models import Link, Run, User, utcnow
@@ -66,7 +67,7 @@ __all__ = [
 LINK_COLUMNS = ["user_id", "remote_id", "attr_hash", "status"]
 
 
-class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin):
+class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin, GroupLinkMixin):
     """The directory database. Opening it upgrades the schema to head (a no-op when it is
     already there), so every caller sees the tables this code expects."""
 

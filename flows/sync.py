@@ -37,6 +37,7 @@ from tasks.approval import (
 )
 from tasks.batches import apply_batch, make_batches, work_items
 from tasks.extract import extract_app, extract_directory
+from tasks.groupsync import DirectoryGroups, GroupResult, sync_groups
 from tasks.guard import held_only, release_held
 from tasks.health import (
     Gate,
@@ -87,6 +88,8 @@ class SyncRun:
     now: datetime
     policy: HealthPolicy
     lock_wait: float = 0
+    #: the directory's groups, read once when any app maps or pushes groups
+    groups: DirectoryGroups | None = None
 
     @property
     def holder(self) -> str:
@@ -109,6 +112,8 @@ class AppRun:
     planned: AppPlan | None = None
     retries: pd.DataFrame | None = None
     extract_errors: list[str] = field(default_factory=list)
+    groups: GroupResult | None = None
+    groups_error: str | None = None
 
     @property
     def needs_decision(self) -> bool:
@@ -183,6 +188,7 @@ def run_sync(
             now=clock(),
             policy=HealthPolicy(quarantine_after=quarantine_after),
             lock_wait=lock_wait,
+            groups=read_directory_groups(store) if any(a.uses_groups for a in apps) else None,
         )
         runs = [sync_app(a, run) for a in apps]
         if _ask_for_decisions(runs, run, wait_for_approval):
@@ -229,13 +235,46 @@ def _sync_app(app: AppConfig, run: SyncRun) -> tuple[AppRun, BaseException | Non
             run.config.safety_for(app),
             run.approve_held,
             waiting_accounts(retries, run.now),
+            cast(dict, quote(run.groups.names_by_user())) if run.groups is not None else None,
         )
         stopped = None if run.dry_run else apply_plan(run.store, app, connector, run, planned)
+        app_run = AppRun(app, {}, planned, retries, extract.errors)
+        if app.push_groups is not None and stopped is None:
+            keep_groups(app_run, connector, run)
     finally:
         connector.close()
-    app_run = AppRun(app, {}, planned, retries, extract.errors)
     app_run.result = report_app(app_run, run, stopped)
     return app_run, stopped
+
+
+def read_directory_groups(store: Store) -> DirectoryGroups:
+    return DirectoryGroups(store.read_groups(), store.read_group_members())
+
+
+def keep_groups(app_run: AppRun, connector: Any, run: SyncRun) -> None:
+    """The app's groups after its accounts; a failure here is reported with the app's
+    results and never undoes the account work."""
+    planned = app_run.planned
+    assert planned is not None and run.groups is not None
+    desired = planned.desired
+    in_scope = desired.loc[desired["in_scope"].astype(bool), "user_id"].tolist()
+    held = bool(planned.plan["held"].astype(bool).any())
+    try:
+        app_run.groups = sync_groups(
+            app_run.app,
+            cast(Any, quote(connector)),
+            cast(Any, quote(run.store)),
+            run.run_id,
+            cast(Any, quote(run.groups)),
+            cast(Any, quote(in_scope)),
+            run.config.safety_for(app_run.app),
+            dry_run=run.dry_run,
+            account_hold=planned.hold_reasons if held else [],
+            approve_held=run.approve_held,
+        )
+    except ConnectorError as exc:
+        get_run_logger().error("app %s: groups: %s", app_run.app.name, exc)
+        app_run.groups_error = str(exc)
 
 
 def apply_plan(
@@ -290,6 +329,12 @@ def report_app(
     rows += unmapped_rows(app.name, planned.unmapped)
     rows = _decided(with_next_attempts(rows, plan, next_attempts), decision)
     summary["failed"] += len(planned.set_aside) + len(planned.unmapped)
+    if app_run.groups is not None:
+        summary.update(app_run.groups.summary)
+        rows += app_run.groups.rows
+        notes += [f"groups: {note}" for note in app_run.groups.notes]
+    if app_run.groups_error is not None:
+        notes.append(f"groups not kept this run: {app_run.groups_error}")
     publish_report(app.name, summary, cast(list, quote(rows)), dry_run=run.dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
     result = {"status": status, "summary": summary, "notes": notes, "drift": rows}

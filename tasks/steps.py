@@ -4,7 +4,7 @@ and the app's health (with the quarantine report)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,13 +56,14 @@ def plan_app(
     safety: Safety,
     approve_held: bool = False,
     waiting: Mapping[str, datetime] | None = None,
+    groups_of: Mapping[str, Iterable[str]] | None = None,
 ) -> AppPlan:
     rules = PlanRules.for_app(app)
     links, set_aside = set_aside_unreadable(links, extract)
     mapping = app.effective_mapping
     taken = taken_values(extract.accounts, links, unique_targets(mapping), rules.owner_keys)
     failures: dict[str, str] = {}
-    desired = build_desired(users, assigned, mapping, taken, app.scoping, failures)
+    desired = build_desired(users, assigned, mapping, taken, app.scoping, failures, groups_of)
     aside = desired["user_id"].isin(list(set_aside))
     set_aside_names = sorted(desired.loc[aside, "user_name"])
     desired = desired[~aside]
