@@ -192,7 +192,8 @@ def desired_frame(
     taken: dict[str, Holders] = {}
     if connector is not None:
         taken = {target: AppLookup(connector, target, links) for target in unique_targets(mapping)}
-    desired = build_desired(users, assigned, mapping, taken, app.scoping)
+    groups_of = {str(r["user_id"]): r.get("groups") or () for r in rows}
+    desired = build_desired(users, assigned, mapping, taken, app.scoping, groups_of=groups_of)
     return desired.iloc[:1].reset_index(drop=True)
 
 
