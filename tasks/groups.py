@@ -26,6 +26,7 @@ import pandas as pd
 
 from connectors.base import AppGroup
 from directory.config import GroupPush, Safety
+from tasks.guard import mark_held
 
 
 class GroupAction(StrEnum):
@@ -236,12 +237,7 @@ def guard_groups(
     if account_hold and removals.any():
         reasons.append("member removals wait while the app's account changes are held")
         held = held | removals
-    if not held.any():
-        return plan, reasons
-    plan = plan.copy()
-    plan.loc[held, "held"] = True
-    plan.loc[held, "note"] = "held by the safety threshold: " + "; ".join(reasons)
-    return plan, reasons
+    return mark_held(plan, held, reasons), reasons
 
 
 def release_held_groups(plan: pd.DataFrame) -> pd.DataFrame:
