@@ -116,24 +116,32 @@ def read_users_frame(conn: Connection) -> pd.DataFrame:
     return read_frame(conn, users_select(), USER_COLUMNS, bools=("active",))
 
 
-def effective_apps() -> sa.CompoundSelect[Any]:
+def effective_apps(app: str | None = None, *, distinct: bool = True) -> sa.CompoundSelect[Any]:
     """(user_id, app) for every assignment: direct, from a group the user is in, or from
-    a group that holds (at any depth) a group the user is in."""
+    a group that holds (at any depth) a group the user is in. With ``app``, only that
+    app's: the filter goes inside the recursion, which PostgreSQL cannot push it into.
+    ``distinct=False`` leaves duplicates for a caller that makes a set anyway (UNION ALL:
+    PostgreSQL then skips sorting every row)."""
     direct = sa.select(UserApp.user_id, UserApp.app)
-    granted = _granted_groups()
+    if app is not None:
+        direct = direct.where(UserApp.app == app)
+    granted = _granted_groups(app)
     via_group = sa.select(GroupMember.user_id, granted.c.app).join(
         granted, granted.c.group_id == GroupMember.group_id
     )
-    return sa.union(direct, via_group)
+    return sa.union(direct, via_group) if distinct else sa.union_all(direct, via_group)
 
 
-def _granted_groups() -> sa.CTE:
+def _granted_groups(app: str | None) -> sa.CTE:
     """(group_id, app): the groups assigned an app, and every group nested in them."""
-    seed = sa.select(GroupApp.group_id, GroupApp.app).cte("granted", recursive=True)
-    inherited = sa.select(GroupGroup.child_id, seed.c.app).join(
-        seed, GroupGroup.parent_id == seed.c.group_id
+    seed = sa.select(GroupApp.group_id, GroupApp.app)
+    if app is not None:
+        seed = seed.where(GroupApp.app == app)
+    granted = seed.cte("granted", recursive=True)
+    inherited = sa.select(GroupGroup.child_id, granted.c.app).join(
+        granted, GroupGroup.parent_id == granted.c.group_id
     )
-    return seed.union(inherited)
+    return granted.union(inherited)
 
 
 def group_closure() -> sa.CTE:

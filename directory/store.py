@@ -115,8 +115,8 @@ class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin):
     def read_assigned(self, app: str) -> set[str]:
         """Ids of users assigned ``app`` directly or through a group, whether active or
         not: deciding what an inactive assignee means is the plan's job."""
-        assigned = effective_apps().subquery()
-        stmt = sa.select(assigned.c.user_id).where(assigned.c.app == app)
+        assigned = effective_apps(app, distinct=False).subquery()
+        stmt = sa.select(assigned.c.user_id)
         with self.engine.connect() as conn:
             return set(conn.scalars(stmt))
 
