@@ -192,15 +192,22 @@ class DirectoryAdminMixin:
         members are ``parent``'s too; False if it already was. Raises GroupCycleError
         when ``parent`` is ``child`` or already inside it, at any depth."""
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # two nestings checked at once could each pass and close a loop together
+                conn.execute(sa.text("LOCK TABLE group_groups IN SHARE ROW EXCLUSIVE MODE"))
             child_id = resolve_group(conn, child)
             parent_id = resolve_group(conn, parent, create=True)
+            # written before the check: on SQLite the write lock it takes keeps another
+            # nesting out until this one commits, or rolls back on a cycle
+            stmt = upsert(conn, GroupGroup).values(parent_id=parent_id, child_id=child_id)
+            added = _inserted(conn, stmt)
             nesting = read_nesting(conn)
+            # a path child > ... > parent never needs the new edge parent > child
             inside = nesting.path_down(child_id, parent_id)
             if inside is not None:
                 cycle = nesting.named([parent_id, *inside])
                 raise GroupCycleError(nesting.names[child_id], nesting.names[parent_id], cycle)
-            stmt = upsert(conn, GroupGroup).values(parent_id=parent_id, child_id=child_id)
-            return _inserted(conn, stmt)
+            return added
 
     def remove_group_from_group(self, child: str, parent: str) -> bool:
         """Take ``child`` out of ``parent``; False if it was not in it directly."""

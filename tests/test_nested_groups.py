@@ -9,6 +9,7 @@ SQL each dialect runs itself.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -182,6 +183,41 @@ def _edges(store: Store) -> set[tuple[int, int]]:
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(GroupGroup.parent_id, GroupGroup.child_id))
         return {(int(parent), int(child)) for parent, child in rows}
+
+
+@pytest.mark.timeout(120, method="thread")
+def test_two_nestings_at_once_cannot_close_a_loop_together(store: Store) -> None:
+    """A inside B and B inside A, asked at the same moment from two threads: one wins,
+    the other is refused, every time."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(User), [_user("ann")])
+    for round_ in range(10):
+        a, b = f"a{round_}", f"b{round_}"
+        store.add_to_group("ann", a)
+        store.add_to_group("ann", b)
+        outcomes = _at_once(store, [(a, b), (b, a)])
+        assert sorted(type(o).__name__ for o in outcomes) == ["GroupCycleError", "bool"]
+    assert len(_edges(store)) == 10
+
+
+def _at_once(store: Store, pairs: list[tuple[str, str]]) -> list[object]:
+    """``add_group_to_group`` for each pair, in threads released together."""
+    barrier = threading.Barrier(len(pairs))
+    outcomes: list[object] = []
+
+    def nest(child: str, parent: str) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(store.add_group_to_group(child, parent))
+        except GroupCycleError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=nest, args=pair) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
 
 
 @pytest.mark.timeout(60, method="thread")  # a loop would hang in C: fail loudly instead
