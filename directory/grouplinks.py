@@ -1,5 +1,6 @@
-"""The groups Roster keeps in apps: directory group x app -> the app group's id, and the
-directory's groups as the group sync reads them.
+"""The groups Roster keeps in apps: directory group x app -> the app group's id, and which
+groups assign an app. (``Store.read_groups``/``read_group_members`` read the directory's
+groups, nested members included.)
 
 A link is written as soon as an app group is created or adopted, and removed once the app
 group is deleted (or no longer Roster's to manage), so a crash between the two never
@@ -14,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from directory.models import Group, GroupApp, GroupLink, GroupMember, utcnow
+from directory.models import GroupApp, GroupLink, utcnow
 from directory.queries import batched, check_app_name, read_frame, upsert
 
 GROUP_LINK_COLUMNS = ["group_id", "remote_id", "display_name"]
@@ -22,18 +23,6 @@ GROUP_LINK_COLUMNS = ["group_id", "remote_id", "display_name"]
 
 class GroupLinkMixin:
     engine: Engine
-
-    def read_groups(self) -> pd.DataFrame:
-        """Every directory group: ``group_id``, ``name``, by name."""
-        stmt = sa.select(Group.id.label("group_id"), Group.name).order_by(Group.name)
-        with self.engine.connect() as conn:
-            return read_frame(conn, stmt, ["group_id", "name"])
-
-    def read_group_members(self) -> pd.DataFrame:
-        """Every (group_id, user_id) membership."""
-        stmt = sa.select(GroupMember.group_id, GroupMember.user_id)
-        with self.engine.connect() as conn:
-            return read_frame(conn, stmt, ["group_id", "user_id"])
 
     def read_app_groups(self, app: str) -> set[int]:
         """Ids of the groups that assign ``app`` to their members."""

@@ -225,7 +225,8 @@ def preview_mapping(user: Mapping[str, object], mapping: Mapping[str, Source]) -
         if isinstance(source, Constant):
             value = source.constant
         elif isinstance(source, GroupsSource):
-            value = encode_set(source.values_for(user.get("groups") or ()))
+            groups = user.get("effective_groups") or user.get("groups") or ()
+            value = encode_set(source.values_for(groups))
             notes.append("from the person's groups, nested included")
         elif isinstance(source, Expression):
             try:

@@ -195,7 +195,9 @@ def desired_frame(
     taken: dict[str, Holders] = {}
     if connector is not None:
         taken = {target: AppLookup(connector, target, links) for target in unique_targets(mapping)}
-    groups_of = {str(r["user_id"]): r.get("groups") or () for r in rows}
+    groups_of = {
+        str(r["user_id"]): r.get("effective_groups") or r.get("groups") or () for r in rows
+    }
     desired = build_desired(users, assigned, mapping, taken, app.scoping, groups_of=groups_of)
     return desired.iloc[:1].reset_index(drop=True)
 

@@ -190,3 +190,21 @@ def test_roles_are_a_set_in_the_report(env: Installation) -> None:
     )
     assert json.loads(change["old"]) == ["developer"]
     assert json.loads(change["new"]) == ["developer", "oncall"]
+
+
+def test_nested_members_are_flattened_into_the_app_group_and_give_roles(env: Installation) -> None:
+    env.store.add_to_group("user0005", "Platform")
+    env.store.add_group_to_group("Platform", "Engineering")
+
+    run(env)
+
+    assert "user0005" in app_groups(env)["Engineering"]
+    assert "Platform" not in app_groups(env)  # not selected: only its people reach the app
+    roles = {
+        u["userName"]: {r["value"] for r in u.get("roles", [])} for u in env.scim.users("chat")
+    }
+    assert roles["user0005"] == {"developer", "oncall"}
+
+    env.store.remove_group_from_group("Platform", "Engineering")
+    run(env)
+    assert "user0005" not in app_groups(env)["Engineering"]
