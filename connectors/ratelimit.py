@@ -90,7 +90,9 @@ class RateLimiter:
             now = self._clock()
             self._refill(now)
             self._tokens -= 1.0  # may go negative: a reservation later callers wait behind
-            return -self._tokens / self.rate if self._tokens < 0 else 0.0
+            # the bucket refills from ``_stamp``, later than now after ``drain_until``
+            ready = self._stamp + (-self._tokens / self.rate if self._tokens < 0 else 0.0)
+            return max(0.0, ready - now)
 
     def drain_until(self, deadline: float) -> None:
         """The app said its own bucket is empty until ``deadline``: ours is too, and it

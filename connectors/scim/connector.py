@@ -27,7 +27,7 @@ from connectors.errors import (
     NotFoundError,
 )
 from connectors.http import read_json
-from connectors.ratelimit import RateLimiter
+from connectors.ratelimit import RateLimiter, Traffic
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
     USER_MODEL,
@@ -68,7 +68,7 @@ class ScimConnector:
         page_size: int = 500,
         update_method: UpdateMethod = UpdateMethod.AUTO,
         dry_run: bool = False,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | Traffic | None = None,
         max_retries: int = 4,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
