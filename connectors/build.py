@@ -112,7 +112,13 @@ def traffic(app: HttpAppConfig) -> Traffic:
 
 
 def bucket(budget: Budget | None) -> RateLimiter | None:
-    return RateLimiter(budget.rate_per_second, budget.burst) if budget is not None else None
+    """The budget's token bucket, keeping one token of a burst in hand: the app's bucket
+    starts refilling when a burst's first request arrives, ours when it leaves, so when
+    that first request travels slower than a later one (a new connection, a busy
+    machine), a burst spent to its last token meets a 429."""
+    if budget is None:
+        return None
+    return RateLimiter(budget.rate_per_second, max(1, budget.burst - 1))
 
 
 def _scim(
