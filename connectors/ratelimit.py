@@ -389,8 +389,12 @@ class Traffic:
         kind = kind_of(method)
         ticket = self.gate.enter(kind)
         budget = self.budgets[kind]
-        waited = budget.acquire() if budget is not None else 0.0
-        waited += self.pause.wait()
+        try:
+            waited = budget.acquire() if budget is not None else 0.0
+            waited += self.pause.wait()
+        except BaseException:  # interrupted while waiting: the slot is given back
+            self.gate.leave(ticket, throttled=False, answered=False)
+            raise
         with self._lock:
             self._sent += 1
             self._waited += waited

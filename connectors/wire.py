@@ -171,13 +171,14 @@ class Wire(PerThreadAttempts):
         self._local.paused = None
         try:
             response = self.client.request(method, path, params=params, json=json)
-        except NETWORK_ERRORS as exc:
+        except BaseException as exc:  # whatever it is, the in-flight slot is given back
             timed_out = isinstance(exc, httpx.TimeoutException)
             self.traffic.leave(ticket, status=None, timed_out=timed_out)
-            raise network_error(method, where, exc) from exc
-        except httpx.HTTPError as exc:
-            self.traffic.leave(ticket, status=None)
-            raise ConnectorError(describe(method, where, exc)) from exc
+            if isinstance(exc, NETWORK_ERRORS):
+                raise network_error(method, where, exc) from exc
+            if isinstance(exc, httpx.HTTPError):
+                raise ConnectorError(describe(method, where, exc)) from exc
+            raise
         paused = self.traffic.leave(
             ticket,
             status=response.status_code,

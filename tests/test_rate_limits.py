@@ -7,6 +7,7 @@ enforces a published write limit with 429 and ``Retry-After`` (or reset headers)
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from connectors.ratelimit import (
     pause_seconds,
 )
 from connectors.scim import ScimConnector
+from connectors.wire import Wire
 from directory.config import DEFAULT_MAPPING, ConfigError, ScimAppConfig, load_config
 from flows.sync import sync
 from tasks import session
@@ -284,6 +286,51 @@ def test_at_the_floor_a_slower_app_becomes_the_new_baseline() -> None:
     for _ in range(40):  # the app stays slow: nothing left to give; the baseline follows
         fill_window(limit, 0.1)
     assert limit.limit == 2 and limit.baselines["write"] > 0.03
+
+
+class Busy(httpx.BaseTransport):
+    """Answers 200 after a short while, counting how many requests were in at once."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.02)
+        with self.lock:
+            self.now -= 1
+        return httpx.Response(200, json={})
+
+
+def wire_over(transport: httpx.BaseTransport, control: Traffic) -> Wire:
+    client = httpx.Client(transport=transport, base_url="http://app.test")
+    return Wire("app", client, logger=logging.getLogger("test"), rate_limiter=control)
+
+
+def test_the_gate_holds_the_threads_to_the_adaptive_limit() -> None:
+    busy = Busy()
+    control = Traffic("app", adaptive=AimdLimit(ceiling=8))
+    control.gate.limit.limit = 2  # type: ignore[union-attr]  # as after two halvings
+    control.gate.limit.min_window = 10_000  # type: ignore[union-attr]  # no recovery here
+    wire = wire_over(busy, control)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: wire.send("GET", "/Users", check=lambda *a: None), range(24)))
+    assert busy.most == 2
+
+
+def test_a_request_that_raises_gives_its_in_flight_slot_back() -> None:
+    class Broken(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            raise RuntimeError("not an httpx error")
+
+    control = Traffic("app", adaptive=AimdLimit(ceiling=1))
+    wire = wire_over(Broken(), control)
+    with pytest.raises(RuntimeError):
+        wire.send("GET", "/Users", check=lambda *a: None)
+    assert control.gate._in_flight == 0
 
 
 # -- against a rate-limited app ---------------------------------------------------------------

@@ -27,7 +27,7 @@ from connectors.errors import (
     NotFoundError,
 )
 from connectors.http import read_json
-from connectors.ratelimit import RateLimiter, Traffic
+from connectors.ratelimit import RateLimiter, Traffic, TrafficStats
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
     USER_MODEL,
@@ -103,6 +103,11 @@ class ScimConnector:
     def last_operation(self) -> OperationStats:
         """The calling thread's most recent public call (``connectors.wire``)."""
         return self._wire.last_operation
+
+    @property
+    def traffic_stats(self) -> TrafficStats:
+        """What the app's traffic control did so far: 429s, waits, where concurrency settled."""
+        return self._wire.traffic_stats
 
     @property
     def last_attempts(self) -> int:
