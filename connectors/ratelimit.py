@@ -343,7 +343,10 @@ class TrafficStats:
         if self.concurrency is not None:
             parts.append(f"concurrency settled at {self.concurrency} (lowest {self.lowest})")
         parts.append(f"429s: {self.throttled} of {self.sent} requests")
-        parts.append(f"waited {self.waited:.1f} s for budgets and pauses ({self.paused} pauses)")
+        parts.append(
+            f"threads waited {self.waited:.1f} s in all for budgets and pauses"
+            f" ({self.paused} pauses)"
+        )
         return ", ".join(parts)
 
 
