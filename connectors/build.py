@@ -14,9 +14,10 @@ from ldap3.utils.dn import escape_rdn
 from pydantic import SecretStr
 
 from connectors.base import Connector
+from connectors.concurrency import AimdLimit
 from connectors.http import build_client
 from connectors.ldap import ConnectionFactory, Deactivation, LdapConnector
-from connectors.ratelimit import AimdLimit, RateLimiter, Traffic
+from connectors.ratelimit import RateLimiter, Traffic
 from connectors.redact import protect
 from connectors.rest import RestConnector
 from connectors.rest.auth import auth_for

@@ -19,9 +19,9 @@ import pytest
 
 from bench.faultproxy import FaultProxy, WriteLimit
 from connectors.build import traffic
+from connectors.concurrency import AimdLimit
 from connectors.http import build_client
 from connectors.ratelimit import (
-    AimdLimit,
     Kind,
     Pause,
     RateLimiter,
