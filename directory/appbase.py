@@ -280,6 +280,55 @@ class Safety(BaseModel):
     min_deprovision_count: int = Field(10, ge=0)
 
 
+class Budget(BaseModel):
+    """A request budget: ``per_second`` or ``per_minute`` (exactly one) sustained, and up
+    to ``burst`` requests at once (default 1: never faster than the stated rate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_second: float | None = Field(None, gt=0, allow_inf_nan=False)
+    per_minute: float | None = Field(None, gt=0, allow_inf_nan=False)
+    burst: int = Field(1, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Budget:
+        if (self.per_second is None) == (self.per_minute is None):
+            raise ValueError("set exactly one of per_second and per_minute")
+        return self
+
+    @property
+    def rate_per_second(self) -> float:
+        if self.per_second is not None:
+            return self.per_second
+        assert self.per_minute is not None
+        return self.per_minute / 60
+
+
+class RateLimits(BaseModel):
+    """Separate budgets for reads (GET) and writes (everything else); either may be unset
+    (no budget). Retries spend them too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reads: Budget | None = None
+    writes: Budget | None = None
+
+
+class AdaptiveConcurrency(BaseModel):
+    """The in-flight limit between ``min`` and the app's ``concurrency``: halved on a 429
+    or a timeout, or when latency rises above ``latency_factor`` times its baseline; one
+    more after each window of good answers (``connectors.ratelimit.AimdLimit``).
+    ``adaptive: false`` keeps ``concurrency`` fixed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    min: int = Field(1, ge=1, le=64)
+    latency_factor: float = Field(3.0, gt=1, le=100, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class AppConfig(BaseModel):
     """The settings every kind of app shares. ``connector`` names the kind."""
 
@@ -319,6 +368,8 @@ class AppConfig(BaseModel):
     on_missing: MissingPolicy = MissingPolicy.RECREATE
     page_size: int = Field(500, ge=1, le=10_000)
     concurrency: int = Field(4, ge=1, le=64)
+    #: requests per second, one budget shared by reads and writes (older than the
+    #: ``rate_limits`` of HTTP apps, and still the only budget of LDAP and SQL apps)
     rate_limit: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="requests per second"
     )
@@ -428,6 +479,12 @@ class HttpAppConfig(AppConfig):
     tls_verify: bool = Field(True, validation_alias=AliasChoices("tls_verify", "verify_tls"))
     #: PEM file of the CA certificate(s) to trust for this app instead of the public ones
     ca_bundle: FilePath | None = None
+    #: request budgets for reads and writes (``rate_limit`` is the older, shared one)
+    rate_limits: RateLimits | None = None
+    #: adaptive concurrency under the ``concurrency`` ceiling; on by default
+    adaptive: AdaptiveConcurrency = Field(
+        default_factory=lambda: AdaptiveConcurrency.model_validate({})
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -438,6 +495,20 @@ class HttpAppConfig(AppConfig):
                 "environment variable that token_env names"
             )
         return url
+
+    @model_validator(mode="after")
+    def _one_kind_of_budget(self) -> HttpAppConfig:
+        if self.rate_limit is not None and self.rate_limits is not None:
+            raise ValueError(
+                "rate_limit (one budget for all requests) and rate_limits (reads and"
+                " writes) are both set: keep rate_limits"
+            )
+        if self.adaptive.min > self.concurrency:
+            raise ValueError(
+                f"adaptive.min ({self.adaptive.min}) is above concurrency"
+                f" ({self.concurrency}), the ceiling"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ca_bundle_needs_verification(self) -> HttpAppConfig:

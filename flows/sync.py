@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
+from connectors.ratelimit import TrafficStats
 from directory.actionlog import Outcome
 from directory.config import AppConfig, ConfigError, RosterConfig, load_config
 from directory.errors import AppLockedError
@@ -114,6 +115,8 @@ class AppRun:
     extract_errors: list[str] = field(default_factory=list)
     groups: GroupResult | None = None
     groups_error: str | None = None
+    #: what the app's traffic control did (budgets, pauses, adaptive concurrency)
+    traffic: TrafficStats | None = None
 
     @property
     def needs_decision(self) -> bool:
@@ -241,6 +244,7 @@ def _sync_app(app: AppConfig, run: SyncRun) -> tuple[AppRun, BaseException | Non
         app_run = AppRun(app, {}, planned, retries, extract.errors)
         if app.push_groups is not None and stopped is None:
             keep_groups(app_run, connector, run)
+        app_run.traffic = getattr(connector, "traffic_stats", None)
     finally:
         connector.close()
     app_run.result = report_app(app_run, run, stopped)
@@ -335,6 +339,8 @@ def report_app(
         notes += [f"groups: {note}" for note in app_run.groups.notes]
     if app_run.groups_error is not None:
         notes.append(f"groups not kept this run: {app_run.groups_error}")
+    if app_run.traffic is not None and app_run.traffic.sent:
+        notes.append(f"traffic: {app_run.traffic.describe()}")
     publish_report(app.name, summary, cast(list, quote(rows)), dry_run=run.dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
     result = {"status": status, "summary": summary, "notes": notes, "drift": rows}

@@ -27,7 +27,7 @@ from connectors.errors import (
     NotFoundError,
 )
 from connectors.http import read_json
-from connectors.ratelimit import RateLimiter
+from connectors.ratelimit import RateLimiter, Traffic, TrafficStats
 from connectors.scim.groups import ScimGroups
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
@@ -69,7 +69,7 @@ class ScimConnector(ScimGroups):
         page_size: int = 500,
         update_method: UpdateMethod = UpdateMethod.AUTO,
         dry_run: bool = False,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | Traffic | None = None,
         max_retries: int = 4,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
@@ -104,6 +104,11 @@ class ScimConnector(ScimGroups):
     def last_operation(self) -> OperationStats:
         """The calling thread's most recent public call (``connectors.wire``)."""
         return self._wire.last_operation
+
+    @property
+    def traffic_stats(self) -> TrafficStats:
+        """What the app's traffic control did so far: 429s, waits, where concurrency settled."""
+        return self._wire.traffic_stats
 
     @property
     def last_attempts(self) -> int:
