@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -339,11 +339,14 @@ def report_app(
         notes += [f"groups: {note}" for note in app_run.groups.notes]
     if app_run.groups_error is not None:
         notes.append(f"groups not kept this run: {app_run.groups_error}")
-    if app_run.traffic is not None and app_run.traffic.sent:
-        notes.append(f"traffic: {app_run.traffic.describe()}")
+    traffic = app_run.traffic
+    if traffic is not None and (traffic.throttled or traffic.paused or traffic.waited >= 1):
+        notes.append(f"traffic: {traffic.describe()}")  # the app held Roster back
     publish_report(app.name, summary, cast(list, quote(rows)), dry_run=run.dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
     result = {"status": status, "summary": summary, "notes": notes, "drift": rows}
+    if traffic is not None:
+        result["traffic"] = asdict(traffic)
     if decision is not None:
         result["approval"] = decision.as_dict()
     elif status == "held":

@@ -435,3 +435,7 @@ def test_a_sync_within_the_configured_budget_creates_everyone_without_429s(
     assert counts["admitted"] == 100
     assert counts["refused"] <= 1  # at most 1% answered 429
     assert elapsed > (100 - 5) / 20 * 0.9  # the budget really held the pace
+    traffic = result["apps"]["chat"]["traffic"]  # the run reports what held it back
+    assert traffic["throttled"] == counts["refused"] and traffic["sent"] >= 101
+    assert traffic["waited"] > 1
+    assert any(n.startswith("traffic: ") for n in result["apps"]["chat"]["notes"])
