@@ -38,6 +38,14 @@ Standalone (counters on ``GET /_faultproxy/stats``, printed as JSON on exit)::
     python -m bench.faultproxy --upstream http://127.0.0.1:8000 --port 8001 --seed 7 \\
         --rate-503 0.05 --rate-timeout 0.02 [--methods POST,PATCH] [--hold 5] [--slow 0.5]
 
+A ``WriteLimit`` makes the proxy an app with a published rate limit (Slack: 180 user
+writes per minute, burst 20): writes to a resource path over its token bucket get 429
+with ``Retry-After`` in whole seconds, or, in the ``reset`` style, with
+``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` (a Unix time) instead. It counts
+what it admitted (with times, for the achieved rate) and refused::
+
+    python -m bench.faultproxy --upstream http://127.0.0.1:8000 --writes-per-minute 180 --burst 20
+
 Bodies and headers are never logged: the client's Authorization header passes through.
 """
 
@@ -45,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import re
 import signal
@@ -52,6 +61,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -136,6 +146,59 @@ class Exchange:
         return int(value) if value is not None and value.isdigit() else None
 
 
+class WriteLimit:
+    """A token bucket over the writes an app accepts: ``per_minute`` sustained, ``burst``
+    at once, full at the start. ``style`` says how a refusal tells the client when to
+    come back: ``retry-after`` (seconds) or ``reset`` (``X-RateLimit-*`` headers)."""
+
+    def __init__(
+        self,
+        per_minute: float,
+        burst: int,
+        *,
+        style: str = "retry-after",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if style not in ("retry-after", "reset"):
+            raise ValueError(f"style must be retry-after or reset, got {style!r}")
+        self.rate = per_minute / 60
+        self.per_minute = per_minute
+        self.burst = burst
+        self.style = style
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+        #: when each admitted write arrived (``clock``), in order
+        self.admitted: list[float] = []
+        #: (arrival, seconds the client was told to wait) of each refusal
+        self.refusals: list[tuple[float, float]] = []
+
+    def admit(self) -> list[tuple[str, str]] | None:
+        """None when the write may pass (a token spent), else the 429's headers."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                self.admitted.append(now)
+                return None
+            wait = max(1, math.ceil((1 - self._tokens) / self.rate))
+            self.refusals.append((now, float(wait)))
+        if self.style == "retry-after":
+            return [("Retry-After", str(wait))]
+        return [
+            ("X-RateLimit-Limit", str(int(self.per_minute))),
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", str(math.ceil(time.time() + wait))),
+        ]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"admitted": len(self.admitted), "refused": len(self.refusals)}
+
+
 class FaultProxy:
     """A threaded proxy on 127.0.0.1 (``url``) in front of ``upstream``. See the module
     docstring. ``rates`` may be replaced while it runs (``proxy.rates = {}`` stops faults).
@@ -156,8 +219,10 @@ class FaultProxy:
         hold: float = 5.0,
         slow: float = 0.5,
         on_upstream: Callable[[str, str], None] | None = None,
+        limit: WriteLimit | None = None,
     ) -> None:
         self.upstream = upstream.rstrip("/")
+        self.limit = limit
         self.rates = check_rates(rates or {})
         self.methods = frozenset(m.upper() for m in methods) if methods else None
         self.retry_after = retry_after
@@ -217,11 +282,14 @@ class FaultProxy:
     def counts(self) -> dict[str, dict[str, int]]:
         """A consistent snapshot of every counter, JSON-ready."""
         with self._lock:
-            return {
+            counts = {
                 "injected": {str(k): v for k, v in sorted(self.injected.items())},
                 "upstream": dict(sorted(self.upstream_requests.items())),
                 "received": dict(sorted(self.received.items())),
             }
+        if self.limit is not None:
+            counts["limit"] = self.limit.counts()
+        return counts
 
     # -- used by the handler threads ----------------------------------------------------
 
@@ -314,6 +382,15 @@ class _Handler(BaseHTTPRequestHandler):
                 200, json.dumps(proxy.counts()).encode(), [("Content-Type", "application/json")]
             )
             return
+        limited = proxy.limit is not None and exchange.method in WRITES
+        if limited and SCIM_RESOURCES.search(exchange.path):
+            assert proxy.limit is not None
+            refusal = proxy.limit.admit()
+            if refusal is not None:
+                body = {"schemas": [ERROR_SCHEMA], "status": "429", "detail": "rate limited"}
+                headers = [("Content-Type", "application/scim+json"), *refusal]
+                self._send(429, json.dumps(body).encode(), headers)
+                return
         fault = proxy.draw(exchange)
         try:
             self._answer(proxy, exchange, fault)
@@ -442,6 +519,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retry-after", type=int, default=1, help="seconds, for 429")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds a timeout is held")
     parser.add_argument("--slow", type=float, default=0.5, help="seconds a slow answer waits")
+    parser.add_argument("--writes-per-minute", type=float, default=None, help="a WriteLimit")
+    parser.add_argument("--burst", type=int, default=1, help="the WriteLimit's burst")
+    parser.add_argument("--limit-style", choices=("retry-after", "reset"), default="retry-after")
     return parser.parse_args(argv)
 
 
@@ -471,6 +551,11 @@ def main(argv: list[str] | None = None) -> None:
         retry_after=args.retry_after,
         hold=args.hold,
         slow=args.slow,
+        limit=(
+            WriteLimit(args.writes_per_minute, args.burst, style=args.limit_style)
+            if args.writes_per_minute
+            else None
+        ),
     )
     done = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,5 +1,5 @@
 """``roster directory ...``: import and export people, look them up, assign apps,
-(de)activate.
+(de)activate, put groups inside groups.
 
 Changes made here reach the apps at the next sync; these commands only touch the
 directory database. Deactivations also send a ``roster.user.deactivated`` event when
@@ -25,7 +25,7 @@ from directory.importer import ImportResult, import_csv
 
 directory_app = typer.Typer(
     help="Manage the directory: import a CSV, list and show users, assign apps, "
-    "deactivate and reactivate people. Apps pick the changes up at the next sync.",
+    "deactivate and reactivate people, nest groups. Apps pick the changes up at the next sync.",
     no_args_is_help=True,
 )
 #: no markup: names and values come from CSV files and apps, and "[/x]" is not a tag here
@@ -34,6 +34,7 @@ stdout = Console(highlight=False, markup=False)
 UserArg = Annotated[str, typer.Argument(help="user_name, email or id (any case)")]
 AppArg = Annotated[str, typer.Argument(help="app name, as in roster.yaml")]
 GroupArg = Annotated[str, typer.Argument(help="group name (any case)")]
+ParentArg = Annotated[str, typer.Argument(help="the group to put it in (any case)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document instead")]
 #: how many names of deactivated users an import summary lists
 MAX_NAMES = 20
@@ -148,9 +149,11 @@ def show_user(ctx: typer.Context, user: UserArg, as_json: JsonOpt = False) -> No
         return
     table = Table(show_header=False, box=None)
     for key, value in found.items():
-        if key in {"apps", "direct_apps"}:
+        if key in {"apps", "direct_apps", "effective_groups"}:
             continue
         table.add_row(key, _show_value(value))
+    inherited = sorted(set(found["effective_groups"]) - set(found["groups"]))
+    table.add_row("groups (nested)", _show_value(inherited))
     table.add_row("apps", _apps_text(found["apps"], found["direct_apps"]))
     stdout.print(table)
 
@@ -189,7 +192,8 @@ def unassign(ctx: typer.Context, user: UserArg, app: AppArg) -> None:
         f"Unassigned {app} from {name}." if changed else f"{name} had no direct {app} assignment."
     )
     if app in found["apps"]:
-        warn(f"{name} still has {app} through a group ({', '.join(found['groups'])})")
+        groups = ", ".join(found["effective_groups"])
+        warn(f"{name} still has {app} through a group (groups: {groups})")
 
 
 @directory_app.command("deactivate")
@@ -227,24 +231,56 @@ def group_unassign(ctx: typer.Context, group: GroupArg, app: AppArg) -> None:
     stdout.print(f"Unassigned {app} from group {group}." if changed else f"{group} had no {app}.")
 
 
+@directory_app.command("group-add-group")
+def group_add_group(ctx: typer.Context, child: GroupArg, parent: ParentArg) -> None:
+    """Put group CHILD inside group PARENT (created if missing): CHILD's members get
+    PARENT's apps. A group cannot end up inside itself."""
+    with open_store(ctx) as (_config, store):
+        changed = store.add_group_to_group(child, parent)
+    stdout.print(
+        f"Added group {child} to {parent}." if changed else f"{child} was already in {parent}."
+    )
+
+
+@directory_app.command("group-remove-group")
+def group_remove_group(ctx: typer.Context, child: GroupArg, parent: ParentArg) -> None:
+    """Take group CHILD out of group PARENT (its members keep apps they have another way)."""
+    with open_store(ctx) as (_config, store):
+        changed = store.remove_group_from_group(child, parent)
+    stdout.print(
+        f"Removed group {child} from {parent}." if changed else f"{child} was not in {parent}."
+    )
+
+
 @directory_app.command("groups")
 def list_groups(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List groups with their member counts and apps."""
+    """List groups with their members (own, and with nested groups), the groups inside
+    them, and their apps."""
     with open_store(ctx) as (_config, store):
         groups = store.list_groups()
     if as_json:
-        records = groups.to_dict("records")
-        _print_json(
-            [
-                {"name": g["name"], "members": int(g["members"]), "apps": _split(g["apps"])}
-                for g in records
-            ]
-        )
+        _print_json([_group_json(record) for record in groups.to_dict("records")])
         return
-    table = Table("group", "members", "apps")
+    table = Table("group", "members", "with nested", "groups inside", "apps")
     for group in groups.itertuples():
-        table.add_row(str(group.name), str(group.members), str(group.apps).replace(";", ", "))
+        table.add_row(
+            str(group.name),
+            str(group.members),
+            str(group.effective_members),
+            str(group.member_groups).replace(";", ", "),
+            str(group.apps).replace(";", ", "),
+        )
     stdout.print(table)
+
+
+def _group_json(record: dict[Any, Any]) -> dict[str, Any]:
+    return {
+        "name": record["name"],
+        "members": int(record["members"]),
+        "effective_members": int(record["effective_members"]),
+        "member_groups": _split(record["member_groups"]),
+        "apps": _split(record["apps"]),
+    }
 
 
 def _split(joined: Any) -> list[str]:

@@ -8,7 +8,7 @@ format; everything above it compares flat maps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias, runtime_checkable
 
@@ -76,4 +76,39 @@ class Connector(Protocol):
 
     def close(self) -> None:
         """Release the HTTP client."""
+        ...
+
+
+@dataclass(frozen=True)
+class AppGroup:
+    """One group as the app reports it: its id, name and members' account ids."""
+
+    id: str
+    display_name: str
+    members: frozenset[str] = frozenset()
+
+
+@runtime_checkable
+class GroupConnector(Protocol):
+    """What keeping an app's groups needs, for apps that have groups (SCIM ``/Groups``).
+
+    Membership changes go in chunks: ``change_members`` sends as many requests as
+    ``per_request`` requires, each adding or removing at most that many members."""
+
+    def list_groups(self) -> Iterator[list[AppGroup]]:
+        """Every group in the app, page by page, with members."""
+        ...
+
+    def create_group(self, display_name: str) -> AppGroup: ...
+
+    def rename_group(self, remote_id: str, display_name: str) -> None: ...
+
+    def change_members(
+        self, remote_id: str, add: Sequence[str], remove: Sequence[str], per_request: int
+    ) -> int:
+        """Add and remove members; returns the requests sent."""
+        ...
+
+    def delete_group(self, remote_id: str) -> None:
+        """Raises NotFoundError if it is already gone."""
         ...

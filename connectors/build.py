@@ -14,15 +14,17 @@ from ldap3.utils.dn import escape_rdn
 from pydantic import SecretStr
 
 from connectors.base import Connector
+from connectors.concurrency import AimdLimit
 from connectors.http import build_client
 from connectors.ldap import ConnectionFactory, Deactivation, LdapConnector
-from connectors.ratelimit import RateLimiter
+from connectors.ratelimit import RateLimiter, Traffic
 from connectors.redact import protect
 from connectors.rest import RestConnector
 from connectors.rest.auth import auth_for
 from connectors.scim import ScimConnector
 from connectors.scim.paths import check_paths
 from connectors.sql import SqlConnector, sql_engine
+from directory.appbase import Budget
 from directory.config import (
     AppConfig,
     ConfigError,
@@ -92,6 +94,34 @@ def rate_limiter(app: AppConfig) -> RateLimiter | None:
     return RateLimiter(app.rate_limit) if app.rate_limit is not None else None
 
 
+def traffic(app: HttpAppConfig) -> Traffic:
+    """An HTTP app's traffic control, shared by every worker thread: its read and write
+    budgets (or the older ``rate_limit``, one budget for both), the app-wide pause, and
+    the adaptive in-flight limit under ``concurrency``."""
+    if app.rate_limits is not None:
+        reads, writes = bucket(app.rate_limits.reads), bucket(app.rate_limits.writes)
+    else:
+        reads = writes = rate_limiter(app)
+    adaptive = None
+    if app.adaptive.enabled:
+        adaptive = AimdLimit(
+            ceiling=app.concurrency,
+            floor=app.adaptive.min,
+            latency_factor=app.adaptive.latency_factor,
+        )
+    return Traffic(app.name, reads=reads, writes=writes, adaptive=adaptive)
+
+
+def bucket(budget: Budget | None) -> RateLimiter | None:
+    """The budget's token bucket, keeping one token of a burst in hand: the app's bucket
+    starts refilling when a burst's first request arrives, ours when it leaves, so when
+    that first request travels slower than a later one (a new connection, a busy
+    machine), a burst spent to its last token meets a 429."""
+    if budget is None:
+        return None
+    return RateLimiter(budget.rate_per_second, max(1, budget.burst - 1))
+
+
 def _scim(
     app: AppConfig,
     token: SecretStr | None,
@@ -108,7 +138,7 @@ def _scim(
             page_size=app.page_size,
             update_method=app.update_method,
             dry_run=dry_run,
-            rate_limiter=rate_limiter(app),
+            rate_limiter=traffic(app),
             max_retries=app.max_retries,
         )
     except Exception:
@@ -130,7 +160,7 @@ def _rest(
     if auth is not None:
         client.auth = auth
     try:
-        return RestConnector(client, app, dry_run=dry_run, rate_limiter=rate_limiter(app))
+        return RestConnector(client, app, dry_run=dry_run, rate_limiter=traffic(app))
     except Exception:
         client.close()
         raise

@@ -1,10 +1,51 @@
-"""One request budget per app, shared by every thread that talks to it."""
+"""One app's traffic control, shared by every thread that talks to it.
+
+Issue 7: Roster should get as close to each app's own limit as the app allows, and no
+closer. Three parts, each usable alone:
+
+* ``RateLimiter``: a token bucket (a request budget: ``rate`` per second sustained,
+  ``burst`` at once). An app has one for reads (GET) and one for writes, or one shared
+  by both (the older ``rate_limit`` setting). Spent per attempt, retries included.
+* ``Pause``: the app-wide stop a ``Retry-After`` or rate-limit reset header asks for.
+  Every thread waits it out, not only the one that got the 429, so the others do not
+  walk into more 429s; the buckets restart empty when it ends (the app's own bucket is
+  empty, or it would not have said so).
+* ``connectors.concurrency.AimdLimit``: adaptive concurrency, as TCP and Netflix's
+  concurrency-limits do it (additive increase, multiplicative decrease), and the gate
+  that holds the threads to it.
+
+``Traffic`` puts them together for ``connectors.wire.Wire`` and counts what happened
+(``TrafficStats``: throttled answers, seconds waited, where the concurrency settled).
+Nothing here sees a request's headers beyond the rate-limit ones, nor any token.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from connectors.concurrency import AimdLimit, ConcurrencyGate, Ticket
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+#: methods that read; everything else spends the write budget
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: an ``X-RateLimit-Reset`` above this is a Unix time (GitHub, Okta), below it seconds
+EPOCH_THRESHOLD = 1_000_000_000
+
+
+class Kind(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+def kind_of(method: str) -> Kind:
+    return Kind.READ if method.upper() in READ_METHODS else Kind.WRITE
 
 
 class RateLimiter:
@@ -19,15 +60,15 @@ class RateLimiter:
         rate_per_second: float | None,
         burst: float = 1.0,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
     ) -> None:
         if rate_per_second is not None and rate_per_second <= 0:
             raise ValueError(f"rate_per_second must be positive, got {rate_per_second}")
         if burst < 1:
             raise ValueError(f"burst must be at least 1, got {burst}")
-        self._rate = rate_per_second
-        self._burst = float(burst)
+        self.rate = rate_per_second
+        self.burst = float(burst)
         self._tokens = float(burst)
         self._clock = clock
         self._sleep = sleep
@@ -36,15 +77,248 @@ class RateLimiter:
 
     def acquire(self) -> float:
         """Take one token, waiting if the bucket is empty. Returns the seconds waited."""
-        if self._rate is None:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._stamp)
-            self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-            self._stamp = now
-            self._tokens -= 1.0  # may go negative: a reservation later callers wait behind
-            wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
+        wait = self.reserve()
         if wait > 0:
             self._sleep(wait)
         return wait
+
+    def reserve(self) -> float:
+        """Take one token now; returns how long the caller must wait before using it."""
+        if self.rate is None:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            self._tokens -= 1.0  # may go negative: a reservation later callers wait behind
+            # the bucket refills from ``_stamp``, later than now after ``drain_until``
+            ready = self._stamp + (-self._tokens / self.rate if self._tokens < 0 else 0.0)
+            return max(0.0, ready - now)
+
+    def drain_until(self, deadline: float) -> None:
+        """The app said its own bucket is empty until ``deadline``: ours is too, and it
+        refills from then on. Reservations already made keep their place in the queue."""
+        if self.rate is None:
+            return
+        with self._lock:
+            self._refill(self._clock())
+            self._tokens = min(self._tokens, 0.0)
+            self._stamp = max(self._stamp, deadline)
+
+    def _refill(self, now: float) -> None:
+        assert self.rate is not None
+        elapsed = max(0.0, now - self._stamp)
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        self._stamp = max(self._stamp, now)
+
+
+class Pause:
+    """The app-wide pause: until a deadline (on ``clock``) no request of the app is sent.
+
+    The thread whose answer set the deadline sleeps it out in its own retry backoff
+    (``Wire``), so it is marked as served for that thread until its next request
+    (``forget``); every other thread waits here.
+    """
+
+    def __init__(self, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._until = float("-inf")
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def extend(self, seconds: float) -> float:
+        """Pause for ``seconds`` from now, never shortening a longer pause. Returns the
+        deadline; when this call set it, the calling thread will sleep it out itself."""
+        with self._lock:
+            wanted = self._clock() + seconds
+            if wanted > self._until:
+                self._until = wanted
+                self._local.served = wanted
+            return self._until
+
+    def forget(self) -> None:
+        """A new request of this thread: it has slept through no deadline yet."""
+        self._local.served = None
+
+    def remaining(self) -> float:
+        with self._lock:
+            return max(0.0, self._until - self._clock())
+
+    def wait(self) -> float:
+        """Sleep until the pause ends; again if it was extended meanwhile. Returns the
+        seconds slept. Each deadline is slept for once, so an injected sleep that only
+        records (tests) cannot loop forever."""
+        slept = 0.0
+        seen: float | None = getattr(self._local, "served", None)
+        while True:
+            with self._lock:
+                deadline = self._until
+                remaining = deadline - self._clock()
+            if remaining <= 0 or deadline == seen:
+                return slept
+            self._sleep(remaining)
+            slept += remaining
+            seen = deadline
+
+
+def pause_seconds(
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    retry_after: float | None,
+    wall_clock: Clock = time.time,
+) -> float | None:
+    """How long the app asks everyone to stop, from one answer's headers; None: no pause.
+
+    * a 429 or 503 with ``Retry-After`` (RFC 9110 §10.2.3; parsed by the caller);
+    * ``RateLimit-Remaining: 0`` or ``X-RateLimit-Remaining: 0`` (any status), or a 429
+      without ``Retry-After``, with a reset header: ``RateLimit-Reset`` (seconds, IETF
+      draft-ietf-httpapi-ratelimit-headers) or ``X-RateLimit-Reset`` (a Unix time when
+      it looks like one, GitHub style; else seconds).
+    """
+    if status in (429, 503) and retry_after is not None:
+        return retry_after
+    exhausted = any(
+        headers.get(name, "").strip() == "0"
+        for name in ("RateLimit-Remaining", "X-RateLimit-Remaining")
+    )
+    if not exhausted and status != 429:
+        return None
+    for name in ("RateLimit-Reset", "X-RateLimit-Reset"):
+        value = _number(headers.get(name))
+        if value is None:
+            continue
+        if value > EPOCH_THRESHOLD:
+            return max(0.0, value - wall_clock())
+        return value
+    return None
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value < float("inf") else None
+
+
+# -- one app's traffic ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficStats:
+    """What one app's traffic control did in a run (for logs and reports)."""
+
+    sent: int
+    throttled: int
+    waited: float
+    paused: int
+    concurrency: int | None
+    lowest: int | None
+
+    def describe(self) -> str:
+        parts = []
+        if self.concurrency is not None:
+            parts.append(f"concurrency settled at {self.concurrency} (lowest {self.lowest})")
+        parts.append(f"429s: {self.throttled} of {self.sent} requests")
+        parts.append(
+            f"threads waited {self.waited:.1f} s in all for budgets and pauses"
+            f" ({self.paused} pauses)"
+        )
+        return ", ".join(parts)
+
+
+class Traffic:
+    """One app's budgets, pause and adaptive limit, shared by its threads.
+
+    ``reads`` and ``writes`` may be the same ``RateLimiter`` (one shared budget) or None
+    (no budget). ``max_pause`` caps how long one header can stop the app.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        reads: RateLimiter | None = None,
+        writes: RateLimiter | None = None,
+        adaptive: AimdLimit | None = None,
+        max_pause: float = 30.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.name = name
+        self.budgets = {Kind.READ: reads, Kind.WRITE: writes}
+        self.pause = Pause(clock=clock, sleep=sleep)
+        self.gate = ConcurrencyGate(adaptive, clock=clock)
+        self.max_pause = max_pause
+        self._clock = clock
+        self._sleep = sleep
+        self._logger = logger or logging.getLogger("roster.connectors.ratelimit")
+        self._lock = threading.Lock()
+        self._sent = self._throttled = self._pauses = 0
+        self._waited = 0.0
+
+    def begin(self) -> None:
+        """A new logical request of the calling thread (its retries follow)."""
+        self.pause.forget()
+
+    def enter(self, method: str) -> Ticket:
+        """Wait for a slot under the adaptive limit, a token of the method's budget and the
+        end of any pause, in that order; the pause is checked last, right before sending,
+        so a pause that began while this thread waited for its token still holds it."""
+        kind = kind_of(method)
+        ticket = self.gate.enter(kind)
+        budget = self.budgets[kind]
+        try:
+            waited = budget.acquire() if budget is not None else 0.0
+            waited += self.pause.wait()
+        except BaseException:  # interrupted while waiting: the slot is given back
+            self.gate.leave(ticket, throttled=False, answered=False)
+            raise
+        with self._lock:
+            self._sent += 1
+            self._waited += waited
+        if waited > 0:
+            self._logger.debug("app %s: waited %.2fs for the %s budget", self.name, waited, kind)
+        return Ticket(ticket.kind, ticket.epoch, self._clock())  # latency from the send
+
+    def leave(
+        self,
+        ticket: Ticket,
+        *,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        timed_out: bool = False,
+    ) -> float | None:
+        """Record an attempt's outcome; returns the pause it started, if any."""
+        throttled = status == 429 or timed_out
+        self.gate.leave(ticket, throttled=throttled, answered=status is not None and not throttled)
+        seconds = None
+        if status is not None:
+            seconds = pause_seconds(status, headers or {}, retry_after=retry_after)
+        with self._lock:
+            self._throttled += status == 429
+        if seconds is None or seconds <= 0:
+            return None
+        seconds = min(seconds, self.max_pause)
+        deadline = self.pause.extend(seconds)
+        for budget in {id(b): b for b in self.budgets.values() if b is not None}.values():
+            budget.drain_until(deadline)
+        with self._lock:
+            self._pauses += 1
+        self._logger.debug("app %s: paused for %.2fs (status %s)", self.name, seconds, status)
+        return seconds
+
+    def stats(self) -> TrafficStats:
+        limit = self.gate.limit
+        with self._lock:
+            return TrafficStats(
+                sent=self._sent,
+                throttled=self._throttled,
+                waited=self._waited,
+                paused=self._pauses,
+                concurrency=limit.limit if limit is not None else None,
+                lowest=limit.lowest if limit is not None else None,
+            )

@@ -7,9 +7,12 @@ its own ``check``: the function that turns a non-2xx response into a typed error
 ``connectors.http.raise_for_status``. ``Wire.send``:
 
 * refuses anything but GET in dry-run mode (``DryRunError``, never sent);
-* spends the app's rate budget on every attempt;
-* retries 429, 502-504 and network failures with tenacity: ``Retry-After`` when the app
-  sent one (capped), else full-jitter exponential backoff;
+* passes every attempt (retries included) through the app's ``Traffic``
+  (``connectors.ratelimit``): the adaptive in-flight limit, the read or write budget, and
+  the app-wide pause that ``Retry-After`` or a rate-limit reset header starts;
+* retries 429, 502-504 and network failures with tenacity: after the app-wide pause
+  when the answer started one (``Retry-After``, capped), else full-jitter exponential
+  backoff;
 * logs method, path and status only, on the connector's logger;
 * counts logical requests and HTTP sends per thread (``OperationStats``).
 
@@ -33,8 +36,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.wait import wait_random_exponential
 
 from connectors.errors import ConnectorError, DryRunError, TLSError, TransientError
-from connectors.http import NETWORK_ERRORS, certificate_problem, is_retryable
-from connectors.ratelimit import RateLimiter
+from connectors.http import (
+    NETWORK_ERRORS,
+    certificate_problem,
+    is_retryable,
+    parse_retry_after,
+)
+from connectors.ratelimit import RateLimiter, Traffic, TrafficStats
 from connectors.redact import scrub
 
 #: maps a response to connectors.errors (raises) or accepts it (returns)
@@ -86,7 +94,7 @@ class Wire(PerThreadAttempts):
         *,
         logger: logging.Logger,
         dry_run: bool = False,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | Traffic | None = None,
         max_retries: int = 4,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
@@ -96,7 +104,17 @@ class Wire(PerThreadAttempts):
         self.dry_run = dry_run
         self.client = client
         self._logger = logger
-        self._limiter = rate_limiter
+        if isinstance(rate_limiter, Traffic):
+            self.traffic = rate_limiter
+        else:  # one budget (or none) shared by reads and writes, no adaptive limit
+            self.traffic = Traffic(
+                name,
+                reads=rate_limiter,
+                writes=rate_limiter,
+                max_pause=backoff_cap,
+                sleep=sleep,
+                logger=logger,
+            )
         self._backoff_cap = backoff_cap
         self._jitter = wait_random_exponential(multiplier=backoff_base, max=backoff_cap)
         self._retrying = Retrying(
@@ -134,30 +152,62 @@ class Wire(PerThreadAttempts):
             raise DryRunError(f"{method} {where}: refused, app {self.name} is in dry-run mode")
         stats = self._stats()
         stats.requests += 1
+        self.traffic.begin()
         for attempt in self._retrying:
             with attempt:
                 stats.attempts += 1
-                if self._limiter is not None:
-                    self._limiter.acquire()
-                try:
-                    response = self.client.request(method, path, params=params, json=json)
-                except NETWORK_ERRORS as exc:
-                    raise network_error(method, where, exc) from exc
-                except httpx.HTTPError as exc:
-                    raise ConnectorError(describe(method, where, exc)) from exc
+                response = self._attempt(method, where, path, params, json)
                 self._logger.debug("%s %s -> %s", method, where, response.status_code)
                 check(method, where, response)
                 return response
         raise AssertionError("tenacity returned without a result")  # pragma: no cover
 
+    def _attempt(
+        self, method: str, where: str, path: str, params: Mapping[str, Any] | None, json: Any
+    ) -> httpx.Response:
+        """One send through the app's traffic control; remembers (per thread) whether its
+        answer paused the app: the retry then sleeps that pause (the other threads wait in it)."""
+        ticket = self.traffic.enter(method)
+        self._local.paused = None
+        try:
+            response = self.client.request(method, path, params=params, json=json)
+        except BaseException as exc:  # whatever it is, the in-flight slot is given back
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            self.traffic.leave(ticket, status=None, timed_out=timed_out)
+            if isinstance(exc, NETWORK_ERRORS):
+                raise network_error(method, where, exc) from exc
+            if isinstance(exc, httpx.HTTPError):
+                raise ConnectorError(describe(method, where, exc)) from exc
+            raise
+        paused = self.traffic.leave(
+            ticket,
+            status=response.status_code,
+            headers=response.headers,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+        self._local.paused = paused
+        return response
+
+    @property
+    def traffic_stats(self) -> TrafficStats:
+        return self.traffic.stats()
+
     def close(self) -> None:
+        """Close the client; say at INFO what the app's traffic control did."""
+        stats = self.traffic.stats()
+        if stats.sent:
+            self._logger.info("app %s: %s", self.name, stats.describe())
         self.client.close()
 
     def _backoff(self, state: RetryCallState) -> float:
-        """Retry-After when the app sent one (capped), else full-jitter exponential."""
+        """The pause when the answer paused the whole app (``Retry-After``, a reset
+        header; capped), else full-jitter exponential."""
+        paused: float | None = getattr(self._local, "paused", None)
+        if paused is not None:
+            return paused
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return min(exc.retry_after, self._backoff_cap)
+            return min(exc.retry_after, self._backoff_cap)  # Retry-After on a 502 or 504
         return float(self._jitter(state))
 
     def _log_retry(self, state: RetryCallState) -> None:

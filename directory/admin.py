@@ -1,4 +1,5 @@
-"""Directory administration: find a user, (de)activate, assign apps, manage groups.
+"""Directory administration: find a user, (de)activate, assign apps, manage groups and
+groups inside groups (never a group inside itself, at any depth).
 
 These are the operations a person runs one at a time from ``roster directory ...``; users
 are named by user_name or email (case-insensitively) or by id, groups by name
@@ -18,13 +19,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from directory.changes import stamp_groups, stamp_users
-from directory.errors import AmbiguousUserError, GroupNotFoundError, UserNotFoundError
-from directory.models import Group, GroupApp, GroupMember, User, UserApp
+from directory.errors import (
+    AmbiguousUserError,
+    GroupCycleError,
+    GroupNotFoundError,
+    UserNotFoundError,
+)
+from directory.models import Group, GroupApp, GroupGroup, GroupMember, User, UserApp
+from directory.nesting import read_nesting
 from directory.queries import (
     USER_COLUMNS,
     check_app_name,
     check_group_name,
     effective_apps,
+    group_closure,
+    group_members_select,
     read_frame,
     read_users_frame,
     upsert,
@@ -112,7 +121,8 @@ class DirectoryAdminMixin:
 
     def find_user(self, key: str) -> dict[str, Any]:
         """The user as a dict of the ``read_users`` columns plus ``apps`` (effective),
-        ``direct_apps`` and ``groups`` (sorted lists)."""
+        ``direct_apps``, ``groups`` (the user's own) and ``effective_groups`` (those and
+        every group holding one of them, at any depth), all sorted lists."""
         with self.engine.connect() as conn:
             user = resolve_user(conn, key)
             user_id = user["user_id"]
@@ -124,7 +134,21 @@ class DirectoryAdminMixin:
             user["direct_apps"] = sorted(conn.scalars(direct))
             groups = sa.select(Group.name).join(GroupMember).where(GroupMember.user_id == user_id)
             user["groups"] = sorted(conn.scalars(groups))
+            user["effective_groups"] = sorted(conn.scalars(_effective_groups(user_id)))
         return user
+
+    def group_chains(self, key: str) -> dict[str, tuple[str, ...]]:
+        """Each group the user is in, directly or through nesting, with the shortest chain
+        of group names from it down to one of the user's own groups: a user in Platform,
+        which is inside Engineering, gets ``{"Platform": ("Platform",), "Engineering":
+        ("Engineering", "Platform")}``."""
+        with self.engine.connect() as conn:
+            user_id = resolve_user(conn, key)["user_id"]
+            own_stmt = sa.select(GroupMember.group_id).where(GroupMember.user_id == user_id)
+            own = list(conn.scalars(own_stmt))
+            nesting = read_nesting(conn)
+        chains = nesting.chains_up(own)
+        return {nesting.names[group]: nesting.named(chain) for group, chain in chains.items()}
 
     def set_active(self, key: str, active: bool) -> dict[str, Any]:
         with self.engine.begin() as conn:
@@ -178,6 +202,39 @@ class DirectoryAdminMixin:
             )
             return _stamped_if(conn, conn.execute(stmt).rowcount == 1, users=[user_id])
 
+    def add_group_to_group(self, child: str, parent: str) -> bool:
+        """Put group ``child`` inside ``parent`` (created if missing), so ``child``'s
+        members are ``parent``'s too; False if it already was. Raises GroupCycleError
+        when ``parent`` is ``child`` or already inside it, at any depth."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # two nestings checked at once could each pass and close a loop together
+                conn.execute(sa.text("LOCK TABLE group_groups IN SHARE ROW EXCLUSIVE MODE"))
+            child_id = resolve_group(conn, child)
+            parent_id = resolve_group(conn, parent, create=True)
+            # written before the check: on SQLite the write lock it takes keeps another
+            # nesting out until this one commits, or rolls back on a cycle
+            stmt = upsert(conn, GroupGroup).values(parent_id=parent_id, child_id=child_id)
+            added = _inserted(conn, stmt)
+            nesting = read_nesting(conn)
+            # a path child > ... > parent never needs the new edge parent > child
+            inside = nesting.path_down(child_id, parent_id)
+            if inside is not None:
+                cycle = nesting.named([parent_id, *inside])
+                raise GroupCycleError(nesting.names[child_id], nesting.names[parent_id], cycle)
+            return _stamped_if(conn, added, groups=[child_id])
+
+    def remove_group_from_group(self, child: str, parent: str) -> bool:
+        """Take ``child`` out of ``parent``; False if it was not in it directly."""
+        with self.engine.begin() as conn:
+            child_id = resolve_group(conn, child)
+            parent_id = resolve_group(conn, parent)
+            stamp_groups(conn, [child_id])  # before: afterwards they are not parent's
+            stmt = sa.delete(GroupGroup).where(
+                GroupGroup.parent_id == parent_id, GroupGroup.child_id == child_id
+            )
+            return conn.execute(stmt).rowcount == 1
+
     def list_users(self, *, app: str | None = None, active: bool | None = None) -> pd.DataFrame:
         """``read_users`` plus ``apps`` (effective) and ``groups``, each ``;``-joined."""
         with self.engine.connect() as conn:
@@ -196,19 +253,41 @@ class DirectoryAdminMixin:
         return users.reset_index(drop=True)[[*USER_COLUMNS, "apps", "groups"]]
 
     def list_groups(self) -> pd.DataFrame:
-        """Every group with its member count and its apps (``;``-joined), by name."""
-        members = sa.func.count(GroupMember.user_id).label("members")
-        stmt = (
-            sa.select(Group.id, Group.name, members)
-            .outerjoin(GroupMember, GroupMember.group_id == Group.id)
-            .group_by(Group.id, Group.name)
-            .order_by(Group.name)
-        )
+        """Every group by name: ``members`` (its own), ``effective_members`` (distinct,
+        with those of nested groups), ``member_groups`` (the groups directly inside it)
+        and ``apps``, both ``;``-joined."""
         with self.engine.connect() as conn:
-            groups = read_frame(conn, stmt, ["id", "name", "members"])
+            groups = read_frame(conn, sa.select(Group.id, Group.name), ["id", "name"])
+            own = read_frame(conn, sa.select(GroupMember.group_id), ["group_id"])
+            effective = read_frame(conn, group_members_select(), ["group_id", "user_id"])
             app_stmt = sa.select(GroupApp.group_id, GroupApp.app)
-            pairs = read_frame(conn, app_stmt, ["group_id", "app"])
-        groups["apps"] = groups["id"].map(_joined(pairs, "group_id", "app")).astype(object)
-        groups["apps"] = groups["apps"].fillna("")
-        groups["members"] = groups["members"].astype(int)
-        return groups[["name", "members", "apps"]]
+            apps = read_frame(conn, app_stmt, ["group_id", "app"])
+            nested = sa.select(GroupGroup.parent_id, Group.name).join(
+                Group, Group.id == GroupGroup.child_id
+            )
+            inside = read_frame(conn, nested, ["parent_id", "name"])
+        groups = groups.sort_values("name", kind="stable").reset_index(drop=True)
+        ids = groups["id"]
+        groups["members"] = ids.map(own["group_id"].value_counts()).fillna(0).astype(int)
+        counts = effective["group_id"].value_counts()
+        groups["effective_members"] = ids.map(counts).fillna(0).astype(int)
+        groups["member_groups"] = _joined_by(ids, inside, "parent_id", "name")
+        groups["apps"] = _joined_by(ids, apps, "group_id", "app")
+        return groups[["name", "members", "effective_members", "member_groups", "apps"]]
+
+
+def _joined_by(ids: pd.Series, pairs: pd.DataFrame, key: str, value: str) -> pd.Series:
+    # astype(object): with no pairs at all, map() gives float NaN, which "" cannot fill
+    return ids.map(_joined(pairs, key, value)).astype(object).fillna("")
+
+
+def _effective_groups(user_id: str) -> sa.Select:
+    """Names of the user's groups and of every group holding one of them."""
+    closure = group_closure()
+    return (
+        sa.select(Group.name)
+        .join(closure, closure.c.group_id == Group.id)
+        .join(GroupMember, GroupMember.group_id == closure.c.member_group_id)
+        .where(GroupMember.user_id == user_id)
+        .distinct()
+    )

@@ -9,7 +9,7 @@ the attribute names its accounts carry (``default_mapping``) and what to match o
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AliasChoices,
@@ -159,6 +159,69 @@ class Expression(BaseModel):
         return compile_expression(self.expression, EXPRESSION_FIELDS)
 
 
+class GroupsSource(BaseModel):
+    """``{groups: {Admins: admin, Engineering: developer}}``: the set of values of the
+    directory groups a person belongs to, directly or through nested groups; ``groups:
+    all`` gives the groups' own names. For multi-valued targets (SCIM ``roles.value``,
+    ``entitlements.value``), written as a set (``directory.multivalue``), so adding
+    someone to a group changes their roles at the next run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: directory group name (any case) -> the value it gives, or ``all``
+    groups: dict[str, str] | Literal["all"]
+    apply: ApplyMode = ApplyMode.ALWAYS
+
+    @field_validator("groups")
+    @classmethod
+    def _values(cls, groups: dict[str, str] | str) -> dict[str, str] | str:
+        if isinstance(groups, dict):
+            if not groups:
+                raise ValueError("name at least one directory group, or say 'all'")
+            if bad := [name for name, value in groups.items() if not name.strip() or not value]:
+                raise ValueError(f"empty group name or value for {bad[0]!r}")
+        return groups
+
+    def values_for(self, group_names: Any) -> list[str]:
+        """The values a member of ``group_names`` gets (names compared in any case)."""
+        if self.groups == "all":
+            return [str(name) for name in group_names]
+        wanted = {name.casefold(): value for name, value in self.groups.items()}
+        return [wanted[n.casefold()] for n in group_names if n.casefold() in wanted]
+
+
+class GroupPush(BaseModel):
+    """Directory groups kept as groups in the app (SCIM ``/Groups``): created, renamed,
+    their members added and removed, deleted when they leave the directory (or ``select``).
+
+    Members are the group's members (through nested groups too, flattened: few apps nest
+    groups) who have an account in this app."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: which directory groups: ``assigned`` (those that assign this app), or their names
+    select: Literal["assigned"] | list[str] = "assigned"
+    #: directory group name -> the app group's name, where they differ
+    rename: dict[str, str] = Field(default_factory=dict)
+    #: members added or removed per request: apps cap it (Entra 20... Slack 15,000)
+    members_per_request: int = Field(100, ge=1, le=10_000)
+    #: an app group whose directory group was deleted or is no longer pushed: delete it
+    #: (``delete``) or leave it in the app, unmanaged (``keep``)
+    on_removed: Literal["delete", "keep"] = "delete"
+    #: membership drift: written (``enforce``) or only shown in the report (``report``)
+    members: Literal["enforce", "report"] = "enforce"
+
+    @field_validator("select")
+    @classmethod
+    def _names(cls, select: str | list[str]) -> str | list[str]:
+        if isinstance(select, list) and not all(name.strip() for name in select):
+            raise ValueError("group names must not be empty")
+        return select
+
+    def app_name(self, group: str) -> str:
+        """The app group's displayName for a directory group."""
+        folded = {name.casefold(): app for name, app in self.rename.items()}
+        return folded.get(group.casefold(), group)
+
+
 def _source_kind(value: Any) -> str | None:
     """Which form a mapping entry is, by its keys, so an error names only that form."""
     if isinstance(value, str):
@@ -171,24 +234,30 @@ def _source_kind(value: Any) -> str | None:
     return None
 
 
-_SOURCE_KEYS = {"field": "FieldSource", "constant": "Constant", "expression": "Expression"}
+_SOURCE_KEYS = {
+    "field": "FieldSource",
+    "constant": "Constant",
+    "expression": "Expression",
+    "groups": "GroupsSource",
+}
 
 #: one mapping entry: a field name, or one of the three forms with options
 MappingSource: TypeAlias = Annotated[
     Annotated[str, Tag("str")]
     | Annotated[Constant, Tag("Constant")]
     | Annotated[FieldSource, Tag("FieldSource")]
-    | Annotated[Expression, Tag("Expression")],
+    | Annotated[Expression, Tag("Expression")]
+    | Annotated[GroupsSource, Tag("GroupsSource")],
     Discriminator(
         _source_kind,
         custom_error_type="mapping_source",
         custom_error_message=(
-            "give a directory field name, or a mapping with exactly one of field, constant"
-            " and expression (plus default and apply)"
+            "give a directory field name, or a mapping with exactly one of field, constant,"
+            " expression and groups (plus default and apply)"
         ),
     ),
 ]
-Source: TypeAlias = str | Constant | FieldSource | Expression
+Source: TypeAlias = str | Constant | FieldSource | Expression | GroupsSource
 
 
 def source_field(source: Source) -> str | None:
@@ -211,6 +280,55 @@ class Safety(BaseModel):
     min_deprovision_count: int = Field(10, ge=0)
 
 
+class Budget(BaseModel):
+    """A request budget: ``per_second`` or ``per_minute`` (exactly one) sustained, and up
+    to ``burst`` requests at once (default 1: never faster than the stated rate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_second: float | None = Field(None, gt=0, allow_inf_nan=False)
+    per_minute: float | None = Field(None, gt=0, allow_inf_nan=False)
+    burst: int = Field(1, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Budget:
+        if (self.per_second is None) == (self.per_minute is None):
+            raise ValueError("set exactly one of per_second and per_minute")
+        return self
+
+    @property
+    def rate_per_second(self) -> float:
+        if self.per_second is not None:
+            return self.per_second
+        assert self.per_minute is not None
+        return self.per_minute / 60
+
+
+class RateLimits(BaseModel):
+    """Separate budgets for reads (GET) and writes (everything else); either may be unset
+    (no budget). Retries spend them too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reads: Budget | None = None
+    writes: Budget | None = None
+
+
+class AdaptiveConcurrency(BaseModel):
+    """The in-flight limit between ``min`` and the app's ``concurrency``: halved on a 429
+    or a timeout, or when latency rises above ``latency_factor`` times its baseline; one
+    more after each window of good answers (``connectors.ratelimit.AimdLimit``).
+    ``adaptive: false`` keeps ``concurrency`` fixed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    min: int = Field(1, ge=1, le=64)
+    latency_factor: float = Field(3.0, gt=1, le=100, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class AppConfig(BaseModel):
     """The settings every kind of app shares. ``connector`` names the kind."""
 
@@ -227,6 +345,8 @@ class AppConfig(BaseModel):
     login_attribute: ClassVar[str] = "userName"
     #: False where the app can be reached without a secret (a database on a trusted socket)
     secret_required: ClassVar[bool] = True
+    #: True where Roster can keep the app's groups (``groups:``)
+    supports_groups: ClassVar[bool] = False
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     connector: str
@@ -248,6 +368,8 @@ class AppConfig(BaseModel):
     on_missing: MissingPolicy = MissingPolicy.RECREATE
     page_size: int = Field(500, ge=1, le=10_000)
     concurrency: int = Field(4, ge=1, le=64)
+    #: requests per second, one budget shared by reads and writes (older than the
+    #: ``rate_limits`` of HTTP apps, and still the only budget of LDAP and SQL apps)
     rate_limit: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="requests per second"
     )
@@ -259,6 +381,8 @@ class AppConfig(BaseModel):
     scoping: list[ScopeFilter] = Field(default_factory=list)
     #: what drift is written, only reported, or not compared, per attribute
     remediation: RemediationPolicy = Field(default_factory=RemediationPolicy)
+    #: directory groups kept as app groups; None: the app's groups are left alone
+    push_groups: GroupPush | None = None
 
     @field_validator("mapping")
     @classmethod
@@ -302,6 +426,22 @@ class AppConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _groups_supported(self) -> AppConfig:
+        if self.push_groups is not None and not self.supports_groups:
+            raise ValueError(
+                f"push_groups: the {self.connector} connector cannot keep groups (only scim"
+                " can);"
+                " map groups to an attribute with {groups: ...} instead"
+            )
+        return self
+
+    @property
+    def uses_groups(self) -> bool:
+        """Whether a sync of this app needs the directory's group memberships."""
+        sources = self.effective_mapping.values()
+        return self.push_groups is not None or any(isinstance(s, GroupsSource) for s in sources)
+
     @property
     def has_secret(self) -> bool:
         return self.token_env is not None or self.token_secret is not None
@@ -339,6 +479,12 @@ class HttpAppConfig(AppConfig):
     tls_verify: bool = Field(True, validation_alias=AliasChoices("tls_verify", "verify_tls"))
     #: PEM file of the CA certificate(s) to trust for this app instead of the public ones
     ca_bundle: FilePath | None = None
+    #: request budgets for reads and writes (``rate_limit`` is the older, shared one)
+    rate_limits: RateLimits | None = None
+    #: adaptive concurrency under the ``concurrency`` ceiling; on by default
+    adaptive: AdaptiveConcurrency = Field(
+        default_factory=lambda: AdaptiveConcurrency.model_validate({})
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -349,6 +495,20 @@ class HttpAppConfig(AppConfig):
                 "environment variable that token_env names"
             )
         return url
+
+    @model_validator(mode="after")
+    def _one_kind_of_budget(self) -> HttpAppConfig:
+        if self.rate_limit is not None and self.rate_limits is not None:
+            raise ValueError(
+                "rate_limit (one budget for all requests) and rate_limits (reads and"
+                " writes) are both set: keep rate_limits"
+            )
+        if self.adaptive.min > self.concurrency:
+            raise ValueError(
+                f"adaptive.min ({self.adaptive.min}) is above concurrency"
+                f" ({self.concurrency}), the ceiling"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ca_bundle_needs_verification(self) -> HttpAppConfig:

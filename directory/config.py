@@ -33,6 +33,8 @@ from directory.appbase import (
     DeprovisionMode,
     Expression,
     FieldSource,
+    GroupPush,
+    GroupsSource,
     HttpAppConfig,
     MissingPolicy,
     Safety,
@@ -68,6 +70,8 @@ __all__ = [
     "DeprovisionMode",
     "Expression",
     "FieldSource",
+    "GroupPush",
+    "GroupsSource",
     "HttpAppConfig",
     "LdapAppConfig",
     "MissingPolicy",
@@ -91,7 +95,7 @@ MAX_ERRORS = 20
 MAX_KEY = 60
 #: pydantic's names for the branches of a mapping entry (``MappingSource``) and ``str | bool``
 UNION_LABELS = frozenset(
-    {"str", "bool", "Constant", "FieldSource", "Expression", "constrained-str"}
+    {"str", "bool", "Constant", "FieldSource", "Expression", "GroupsSource", "constrained-str"}
 )
 
 

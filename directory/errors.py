@@ -3,6 +3,7 @@
     DirectoryError                 anything the directory refuses, with a message for people
     ├── UserNotFoundError          no user matches a user_name, email or id
     ├── GroupNotFoundError         no group has that name
+    ├── GroupCycleError            a nesting that would put a group inside itself
     ├── AmbiguousUserError         an email shared by several users was used as a key
     ├── RunNotFoundError           no run has that id
     ├── InvalidNameError           an app or group name Roster cannot use
@@ -37,6 +38,22 @@ class UserNotFoundError(DirectoryError):
 
 class GroupNotFoundError(DirectoryError):
     pass
+
+
+class GroupCycleError(DirectoryError):
+    """Putting a group inside another would make it contain itself; ``cycle`` names the
+    loop it would close, outer group first: ``("a", "b", "a")``."""
+
+    def __init__(self, child: str, parent: str, cycle: tuple[str, ...]) -> None:
+        self.cycle = cycle
+        loop = " > ".join(cycle)
+        if child.lower() == parent.lower():
+            reason = "a group cannot be inside itself"
+        else:
+            reason = f"{parent!r} is already inside {child!r}"
+        super().__init__(
+            f"cannot put group {child!r} inside {parent!r}: {reason} (the cycle {loop})"
+        )
 
 
 class AmbiguousUserError(DirectoryError):

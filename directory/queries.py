@@ -1,5 +1,13 @@
 """Shared building blocks of the store: frames from SELECTs, batches, dialect upserts,
-and the one query that says which apps a user has (directly or through a group)."""
+and the queries that say which apps a user has (directly or through a group) and who is
+in a group.
+
+Groups nest (``group_groups``): a member of a group inside a group is a member of both,
+at any depth, unlike Entra, where assignment through a group ignores nested groups.
+The nesting is followed by recursive CTEs with ``UNION``, not ``UNION ALL``: both SQLite
+and PostgreSQL drop a row already produced, so a cycle that got into the table anyway
+(the admin operations refuse one, a hand-written INSERT does not) ends the recursion
+instead of looping."""
 
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from sqlalchemy.sql import Select
 
 from directory.config import DIRECTORY_FIELDS
 from directory.errors import InvalidNameError, shown
-from directory.models import GroupApp, GroupMember, User, UserApp
+from directory.models import Group, GroupApp, GroupGroup, GroupMember, User, UserApp
 
 #: rows per INSERT/UPDATE batch: well under SQLite's 32,766 bound parameters per statement
 BATCH_SIZE = 1000
@@ -108,13 +116,55 @@ def read_users_frame(conn: Connection) -> pd.DataFrame:
     return read_frame(conn, users_select(), USER_COLUMNS, bools=("active",))
 
 
-def effective_apps() -> sa.CompoundSelect[Any]:
-    """(user_id, app) for every assignment, direct or inherited from a group."""
+def effective_apps(app: str | None = None, *, distinct: bool = True) -> sa.CompoundSelect[Any]:
+    """(user_id, app) for every assignment: direct, from a group the user is in, or from
+    a group that holds (at any depth) a group the user is in. With ``app``, only that
+    app's: the filter goes inside the recursion, which PostgreSQL cannot push it into.
+    ``distinct=False`` leaves duplicates for a caller that makes a set anyway (UNION ALL:
+    PostgreSQL then skips sorting every row)."""
     direct = sa.select(UserApp.user_id, UserApp.app)
-    via_group = sa.select(GroupMember.user_id, GroupApp.app).join(
-        GroupApp, GroupApp.group_id == GroupMember.group_id
+    if app is not None:
+        direct = direct.where(UserApp.app == app)
+    granted = _granted_groups(app)
+    via_group = sa.select(GroupMember.user_id, granted.c.app).join(
+        granted, granted.c.group_id == GroupMember.group_id
     )
-    return sa.union(direct, via_group)
+    return sa.union(direct, via_group) if distinct else sa.union_all(direct, via_group)
+
+
+def _granted_groups(app: str | None) -> sa.CTE:
+    """(group_id, app): the groups assigned an app, and every group nested in them."""
+    seed = sa.select(GroupApp.group_id, GroupApp.app)
+    if app is not None:
+        seed = seed.where(GroupApp.app == app)
+    granted = seed.cte("granted", recursive=True)
+    inherited = sa.select(GroupGroup.child_id, granted.c.app).join(
+        granted, GroupGroup.parent_id == granted.c.group_id
+    )
+    return granted.union(inherited)
+
+
+def group_closure() -> sa.CTE:
+    """(group_id, member_group_id): each group with itself and every group nested in it,
+    at any depth."""
+    seed = sa.select(Group.id.label("group_id"), Group.id.label("member_group_id"))
+    closure = seed.cte("closure", recursive=True)
+    nested = sa.select(closure.c.group_id, GroupGroup.child_id).join(
+        closure, GroupGroup.parent_id == closure.c.member_group_id
+    )
+    return closure.union(nested)
+
+
+def group_members_select() -> Select:
+    """Distinct (group_id, user_id): the group's own members and those of every group
+    nested in it."""
+    closure = group_closure()
+    return (
+        sa.select(closure.c.group_id, GroupMember.user_id)
+        .join(GroupMember, GroupMember.group_id == closure.c.member_group_id)
+        .distinct()
+        .order_by(closure.c.group_id, GroupMember.user_id)
+    )
 
 
 def upsert(conn: Connection, table: Any) -> Any:

@@ -27,6 +27,7 @@ from directory.errors import (
     AmbiguousUserError,
     CsvImportError,
     DirectoryError,
+    GroupCycleError,
     GroupNotFoundError,
     InvalidNameError,
     RowError,
@@ -34,14 +35,16 @@ from directory.errors import (
     SafetyHoldError,
     UserNotFoundError,
 )
+from directory.grouplinks import GroupLinkMixin
 from directory.health import AppStateMixin
 from directory.locks import AppLockMixin, LockState
-from directory.models import Link, Run, User, utcnow
+from directory.models import Group, Link, Run, User, utcnow
 from directory.queries import (
     SUPPORTED_DIALECTS,
     batched,
     check_app_name,
     effective_apps,
+    group_members_select,
     plain,
     read_frame,
     read_users_frame,
@@ -53,6 +56,7 @@ __all__ = [
     "AmbiguousUserError",
     "CsvImportError",
     "DirectoryError",
+    "GroupCycleError",
     "GroupNotFoundError",
     "InvalidNameError",
     "LockState",
@@ -68,7 +72,14 @@ __all__ = [
 LINK_COLUMNS = ["user_id", "remote_id", "attr_hash", "status"]
 
 
-class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin, WatermarkMixin):
+class Store(
+    ActionLogMixin,
+    DirectoryAdminMixin,
+    AppStateMixin,
+    AppLockMixin,
+    GroupLinkMixin,
+    WatermarkMixin,
+):
     """The directory database. Opening it upgrades the schema to head (a no-op when it is
     already there), so every caller sees the tables this code expects."""
 
@@ -114,10 +125,26 @@ class Store(ActionLogMixin, DirectoryAdminMixin, AppStateMixin, AppLockMixin, Wa
     def read_assigned(self, app: str) -> set[str]:
         """Ids of users assigned ``app`` directly or through a group, whether active or
         not: deciding what an inactive assignee means is the plan's job."""
-        assigned = effective_apps().subquery()
-        stmt = sa.select(assigned.c.user_id).where(assigned.c.app == app)
+        assigned = effective_apps(app, distinct=False).subquery()
+        stmt = sa.select(assigned.c.user_id)
         with self.engine.connect() as conn:
             return set(conn.scalars(stmt))
+
+    def read_groups(self) -> pd.DataFrame:
+        """Every group: ``group_id`` (int) and ``name``, in name order."""
+        stmt = sa.select(Group.id.label("group_id"), Group.name)
+        with self.engine.connect() as conn:
+            groups = read_frame(conn, stmt, ["group_id", "name"])
+        groups["group_id"] = groups["group_id"].astype(int)
+        return groups.sort_values("name", kind="stable").reset_index(drop=True)
+
+    def read_group_members(self) -> pd.DataFrame:
+        """Distinct ``group_id`` (int), ``user_id`` pairs: the group's own members and the
+        members of every group nested in it, at any depth, active or not."""
+        with self.engine.connect() as conn:
+            members = read_frame(conn, group_members_select(), ["group_id", "user_id"])
+        members["group_id"] = members["group_id"].astype(int)
+        return members
 
     def deactivated_during(self, run_id: str, user_ids: Iterable[str]) -> set[str]:
         """Which of ``user_ids`` were deactivated (or removed) since run ``run_id`` started:

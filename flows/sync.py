@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
+from connectors.ratelimit import TrafficStats
 from directory.actionlog import Outcome
 from directory.config import AppConfig, ConfigError, RosterConfig, load_config
 from directory.errors import AppLockedError
@@ -44,6 +45,7 @@ from tasks.approval import (
 )
 from tasks.batches import apply_batch, make_batches, work_items
 from tasks.extract import extract_app, extract_directory
+from tasks.groupsync import DirectoryGroups, GroupResult, sync_groups
 from tasks.guard import held_only, release_held
 from tasks.health import (
     Gate,
@@ -98,6 +100,8 @@ class SyncRun:
     now: datetime
     policy: HealthPolicy
     lock_wait: float = 0
+    #: the directory's groups, read once when any app maps or pushes groups
+    groups: DirectoryGroups | None = None
     mode: SyncMode = SyncMode.FULL
     #: the wall clock before the directory was read: the watermark a success records
     started: datetime = field(default_factory=utcnow)
@@ -134,6 +138,10 @@ class AppRun:
     mode: SyncMode = SyncMode.FULL
     #: directory users the plan considered (an incremental run: the changed ones)
     considered: int = 0
+    groups: GroupResult | None = None
+    groups_error: str | None = None
+    #: what the app's traffic control did (budgets, pauses, adaptive concurrency)
+    traffic: TrafficStats | None = None
 
     @property
     def needs_decision(self) -> bool:
@@ -216,6 +224,7 @@ def run_sync(
             lock_wait=lock_wait,
             mode=sync_mode,
             started=started,
+            groups=read_directory_groups(store) if any(a.uses_groups for a in apps) else None,
         )
         runs = [sync_app(a, run) for a in apps]
         if _ask_for_decisions(runs, run, wait_for_approval):
@@ -256,10 +265,12 @@ def _sync_app(app: AppConfig, run: SyncRun) -> tuple[AppRun, BaseException | Non
     connector = open_connector(app, dry_run=run.dry_run)
     try:
         app_run = plan_one(app, run, connector)
-        assert app_run.planned is not None
-        stopped = (
-            None if run.dry_run else apply_plan(run.store, app, connector, run, app_run.planned)
-        )
+        planned = app_run.planned
+        assert planned is not None
+        stopped = None if run.dry_run else apply_plan(run.store, app, connector, run, planned)
+        if app.push_groups is not None and stopped is None:
+            keep_groups(app_run, connector, run)
+        app_run.traffic = getattr(connector, "traffic_stats", None)
     finally:
         connector.close()
     app_run.result = report_app(app_run, run, stopped)
@@ -285,6 +296,7 @@ def plan_one(app: AppConfig, run: SyncRun, connector: Any) -> AppRun:
             safety,
             run.approve_held,
             waiting,
+            _groups_of(run),
             only=changes.user_ids,
             counts=changes.counts,
         )
@@ -293,9 +305,46 @@ def plan_one(app: AppConfig, run: SyncRun, connector: Any) -> AppRun:
     users = run.directory()
     extract = extract_app(connector, list(app.effective_mapping))
     links = run.store.read_links(app.name)
-    planned = plan_app(app, users, assigned, extract, links, safety, run.approve_held, waiting)
+    planned = plan_app(
+        app, users, assigned, extract, links, safety, run.approve_held, waiting, _groups_of(run)
+    )
     errors = ([f"mode: full, not incremental: {reason}"] if reason else []) + extract.errors
     return AppRun(app, {}, planned, retries, errors, SyncMode.FULL, len(users))
+
+
+def _groups_of(run: SyncRun) -> Mapping[str, Iterable[str]] | None:
+    """Each user's group names, for mappings that write them (None: no app does)."""
+    return cast(dict, quote(run.groups.names_by_user())) if run.groups is not None else None
+
+
+def read_directory_groups(store: Store) -> DirectoryGroups:
+    return DirectoryGroups(store.read_groups(), store.read_group_members())
+
+
+def keep_groups(app_run: AppRun, connector: Any, run: SyncRun) -> None:
+    """The app's groups after its accounts; a failure here is reported with the app's
+    results and never undoes the account work."""
+    planned = app_run.planned
+    assert planned is not None and run.groups is not None
+    desired = planned.desired
+    in_scope = desired.loc[desired["in_scope"].astype(bool), "user_id"].tolist()
+    held = bool(planned.plan["held"].astype(bool).any())
+    try:
+        app_run.groups = sync_groups(
+            app_run.app,
+            cast(Any, quote(connector)),
+            cast(Any, quote(run.store)),
+            run.run_id,
+            cast(Any, quote(run.groups)),
+            cast(Any, quote(in_scope)),
+            run.config.safety_for(app_run.app),
+            dry_run=run.dry_run,
+            account_hold=planned.hold_reasons if held else [],
+            approve_held=run.approve_held,
+        )
+    except ConnectorError as exc:
+        get_run_logger().error("app %s: groups: %s", app_run.app.name, exc)
+        app_run.groups_error = str(exc)
 
 
 def apply_plan(
@@ -351,6 +400,15 @@ def report_app(
     rows += unmapped_rows(app.name, planned.unmapped)
     rows = _decided(with_next_attempts(rows, plan, next_attempts), decision)
     summary["failed"] += len(planned.set_aside) + len(planned.unmapped)
+    if app_run.groups is not None:
+        summary.update(app_run.groups.summary)
+        rows += app_run.groups.rows
+        notes += [f"groups: {note}" for note in app_run.groups.notes]
+    if app_run.groups_error is not None:
+        notes.append(f"groups not kept this run: {app_run.groups_error}")
+    traffic = app_run.traffic
+    if traffic is not None and (traffic.throttled or traffic.paused or traffic.waited >= 1):
+        notes.append(f"traffic: {traffic.describe()}")  # the app held Roster back
     publish_report(app.name, summary, cast(list, quote(rows)), dry_run=run.dry_run, notes=notes)
     status = "stopped" if stopped else ("held" if summary["held"] else "ok")
     result = {
@@ -360,6 +418,8 @@ def report_app(
         "notes": notes,
         "drift": rows,
     }
+    if traffic is not None:
+        result["traffic"] = asdict(traffic)
     if decision is not None:
         result["approval"] = decision.as_dict()
     elif status == "held":

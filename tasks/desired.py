@@ -25,11 +25,13 @@ from directory.config import (
     Constant,
     Expression,
     FieldSource,
+    GroupsSource,
     Source,
     is_create_only,
     source_field,
 )
 from directory.expressions import Context, EvaluationError, Holders, TakenValues, Value
+from directory.multivalue import encode_set
 from directory.scoping import ScopeFilter
 from tasks.scoping import evaluate_scoping
 
@@ -43,6 +45,7 @@ def build_desired(
     taken: Mapping[str, Holders] | None = None,
     scoping: Sequence[ScopeFilter] = (),
     failures: dict[str, str] | None = None,
+    groups_of: Mapping[str, Iterable[str]] | None = None,
 ) -> pd.DataFrame:
     """One row per directory user: ``user_id, user_name, in_scope`` and one column per target.
 
@@ -56,7 +59,8 @@ def build_desired(
     is in scope too: an account cannot point at a manager who has no account in the app.
     The apply layer turns the id into the manager's remote id. ``taken``: per target whose
     expression calls ``unique``, who holds which values (``taken_values``); it is updated
-    with the values this build hands out.
+    with the values this build hands out. ``groups_of``: user_id -> the names of the
+    groups they belong to (nested included), for ``{groups: ...}`` entries.
     """
     in_scope = users["active"].astype(bool) & users["user_id"].isin(list(assigned))
     if scoping:
@@ -77,6 +81,8 @@ def build_desired(
         elif isinstance(source, FieldSource):
             column = _field_column(users, source.field, scoped_ids)
             frame[target] = _with_default(column, source.default)
+        elif isinstance(source, GroupsSource):
+            frame[target] = _groups_column(users, source, groups_of or {})
         else:
             holders = (taken or {}).get(target)
             frame[target] = evaluate_column(source, users, in_scope, holders, failures, target)
@@ -87,6 +93,13 @@ def _field_column(users: pd.DataFrame, field: str, scoped_ids: pd.Series) -> pd.
     if field in REFERENCE_FIELDS:
         return _resolve_reference(users[field], scoped_ids)
     return _as_object(users[field])
+
+
+def _groups_column(
+    users: pd.DataFrame, source: GroupsSource, groups_of: Mapping[str, Iterable[str]]
+) -> pd.Series:
+    values = [encode_set(source.values_for(groups_of.get(u, ()))) for u in users["user_id"]]
+    return pd.Series(values, dtype=object)
 
 
 def _with_default(column: pd.Series, default: str | bool | None) -> pd.Series:
@@ -211,6 +224,10 @@ def preview_mapping(user: Mapping[str, object], mapping: Mapping[str, Source]) -
         value: object
         if isinstance(source, Constant):
             value = source.constant
+        elif isinstance(source, GroupsSource):
+            groups = user.get("effective_groups") or user.get("groups") or ()
+            value = encode_set(source.values_for(groups))
+            notes.append("from the person's groups, nested included")
         elif isinstance(source, Expression):
             try:
                 value = source.compiled.evaluate(user, Context(str(user.get("user_id", ""))))
@@ -223,7 +240,7 @@ def preview_mapping(user: Mapping[str, object], mapping: Mapping[str, Source]) -
             value = user.get(source_field(source) or "")
             if source_field(source) in REFERENCE_FIELDS:
                 notes.append("reference: the manager's account id in the app")
-        default = None if isinstance(source, str | Constant) else source.default
+        default = getattr(source, "default", None)
         if (value is None or value == "") and default is not None:
             value = default
             notes.append("default used")
@@ -239,4 +256,7 @@ def describe_source(source: Source) -> tuple[str, str]:
         return "constant", repr(source.constant)
     if isinstance(source, Expression):
         return "expression", source.expression
+    if isinstance(source, GroupsSource):
+        shown = source.groups if isinstance(source.groups, str) else dict(source.groups)
+        return "groups", str(shown)
     return "field", source_field(source) or ""

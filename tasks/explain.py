@@ -70,6 +70,7 @@ class Explanation:
             "assignment": {
                 "direct": self.assignment.direct,
                 "groups": list(self.assignment.groups),
+                "chains": [list(chain) for chain in self.assignment.chains],
                 "path": self.assignment.describe(),
             },
             "match": {
@@ -94,7 +95,7 @@ def explain_user(store: Store, config: RosterConfig, user: str, app_name: str) -
     user) and ConnectorError (the app cannot answer)."""
     app = config.app(app_name)
     person = load_person(store, user)
-    assignment = assignment_of(person.user, person.group_apps, app.name)
+    assignment = assignment_of(person.user, person.group_apps, app.name, person.chains)
     scope = decide_scope(person.user, assignment, app.scoping)
     rules = PlanRules.for_app(app)
     links = store.read_links(app.name)

@@ -50,12 +50,18 @@ def guard_plan(
         )
         hold_recreates = True
     held = (destructive & hold_destructive) | (recreates & hold_recreates)
+    return mark_held(plan, held, reasons), reasons
+
+
+def mark_held(plan: pd.DataFrame, held: pd.Series, reasons: list[str]) -> pd.DataFrame:
+    """``plan`` with the ``held`` rows marked and noted with the reasons (a copy only
+    when something is held). Account and group plans share it."""
     if not held.any():
-        return plan, reasons
+        return plan
     plan = plan.copy()
     plan.loc[held, "held"] = True
     plan.loc[held, "note"] = "held by the safety threshold: " + "; ".join(reasons)
-    return plan, reasons
+    return plan
 
 
 def _too_many(count: int, linked: int, safety: Safety) -> bool:

@@ -43,6 +43,8 @@ def full_run_reason(app: AppConfig, marks: Watermarks) -> str | None:
     need not."""
     if marks.since() is None:
         return "no successful run yet to start from"
+    if app.push_groups is not None:
+        return "push_groups keeps the app's groups from every member in scope"
     unique = unique_targets(app.effective_mapping)
     if unique:
         return f"the mapping of {', '.join(unique)} calls unique, which needs every account"

@@ -31,150 +31,36 @@ out of scope is deactivated again (origin ``app``), or only reported under ``sta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 
-from directory.config import (
-    REFERENCE_FIELDS,
-    WORK_EMAIL,
-    Action,
-    AppConfig,
-    DeprovisionMode,
-    MissingPolicy,
-    source_field,
-)
+from directory.config import DeprovisionMode, MissingPolicy
 from directory.scoping import Remediation
-
-
-class Situation(StrEnum):
-    MISSING = "missing"
-    MATCHED = "matched"
-    IN_SYNC = "in_sync"
-    DRIFTED = "drifted"
-    GONE = "gone"
-    DEPROVISION = "deprovision"
-    DEPROVISIONED = "deprovisioned"
-    ORPHAN = "orphan"
-    UNMANAGED = "unmanaged"
-    DISPUTED = "disputed"
-
-
-class PlannedAction(StrEnum):
-    CREATE = "create"
-    LINK = "link"
-    UPDATE = "update"
-    DEACTIVATE = "deactivate"
-    DELETE = "delete"
-    UNLINK = "unlink"
-    NONE = "none"
-    REPORT = "report"
-
-
-#: Actions that take access away; the guard counts and may hold them.
-DESTRUCTIVE = frozenset({PlannedAction.DEACTIVATE, PlannedAction.DELETE})
-#: Actions that send a request to the app.
-WRITES = frozenset(
-    {
-        PlannedAction.CREATE,
-        PlannedAction.LINK,
-        PlannedAction.UPDATE,
-        PlannedAction.DEACTIVATE,
-        PlannedAction.DELETE,
-    }
+from tasks.diff import attribute_hash, diff_attributes, plain_value, split_changes
+from tasks.matching import AccountIndex, Matches, match_accounts
+from tasks.planrules import (
+    DESTRUCTIVE,
+    GATES,
+    PLAN_COLUMNS,
+    WRITES,
+    PlannedAction,
+    PlanRules,
+    Situation,
 )
-_GATES = {
-    PlannedAction.CREATE: Action.CREATE,
-    PlannedAction.UPDATE: Action.UPDATE,
-    PlannedAction.DEACTIVATE: Action.DEACTIVATE,
-    PlannedAction.DELETE: Action.DELETE,
-}
 
-PLAN_COLUMNS = [
-    "user_id",
-    "user_name",
-    "remote_id",
-    "situation",
-    "action",
-    "match_attr",
-    "origin",
-    "changes",
-    "reported",
-    "note",
-    "held",
+__all__ = [
+    "DESTRUCTIVE",
+    "PLAN_COLUMNS",
+    "WRITES",
+    "PlanRules",
+    "PlannedAction",
+    "Situation",
+    "attribute_hash",
+    "diff_attributes",
+    "plan_changes",
+    "split_changes",
 ]
-
-
-@dataclass(frozen=True)
-class PlanRules:
-    """The per-app settings the plan needs, nothing else (so tests build them literally)."""
-
-    targets: tuple[str, ...]
-    match_on: tuple[str, ...] = ("userName", WORK_EMAIL)
-    references: frozenset[str] = frozenset()
-    #: compared case-insensitively (RFC 7643 §4.1.1: userName is caseExact=false)
-    case_insensitive: frozenset[str] = frozenset({"userName", WORK_EMAIL})
-    #: the sign-in name of an app account, for rows with no directory user
-    login_attribute: str = "userName"
-    #: targets written from the directory's user id (``externalId`` by default). RFC 7643
-    #: §3.1 makes externalId the provisioning client's own identifier, so an unlinked
-    #: account holding a user's id there is one Roster created and never got to link (its
-    #: answer was lost, or the run was killed): it is deprovisioned, not left "unmanaged".
-    owner_keys: frozenset[str] = frozenset()
-    deprovision: DeprovisionMode = DeprovisionMode.DEACTIVATE
-    on_missing: MissingPolicy = MissingPolicy.RECREATE
-    actions: frozenset[Action] = field(
-        default_factory=lambda: frozenset({Action.CREATE, Action.UPDATE, Action.DEACTIVATE})
-    )
-    #: written on create only: never compared, so never drift and never updated
-    create_only: frozenset[str] = frozenset()
-    #: remediation ``report``: compared and shown, never written
-    reported: frozenset[str] = frozenset()
-    #: remediation ``ignore``: written on create, then neither compared nor written
-    ignored: frozenset[str] = frozenset()
-    #: an account re-enabled by hand while out of scope: deactivated again, or only reported
-    status: Remediation = Remediation.ENFORCE
-
-    @property
-    def compared(self) -> tuple[str, ...]:
-        """The targets compared after creation (and hashed on the link): the reported ones
-        too, so a reported difference stays one (the hash never flips with the app)."""
-        skipped = self.create_only | self.ignored
-        if not skipped:
-            return self.targets
-        return tuple(t for t in self.targets if t not in skipped)
-
-    @property
-    def enforced(self) -> tuple[str, ...]:
-        """The compared targets whose differences are written."""
-        return tuple(t for t in self.compared if t not in self.reported)
-
-    @classmethod
-    def for_app(cls, app: AppConfig) -> PlanRules:
-        mapping = app.effective_mapping
-        fields = {target: source_field(source) for target, source in mapping.items()}
-        refs = {t for t, f in fields.items() if f in REFERENCE_FIELDS}
-        return cls(
-            targets=tuple(mapping),
-            match_on=tuple(app.match_on),
-            references=frozenset(refs),
-            case_insensitive=app.case_insensitive & set(mapping),
-            login_attribute=app.login_attribute,
-            owner_keys=frozenset(t for t, f in fields.items() if f == "user_id"),
-            deprovision=app.deprovision,
-            on_missing=app.on_missing,
-            actions=frozenset(app.actions),
-            create_only=app.create_only,
-            reported=_with_policy(app, Remediation.REPORT),
-            ignored=_with_policy(app, Remediation.IGNORE),
-            status=app.remediation.status,
-        )
-
-
-def _with_policy(app: AppConfig, policy: Remediation) -> frozenset[str]:
-    return frozenset(t for t in app.effective_mapping if app.remediation.for_target(t) is policy)
 
 
 def plan_changes(
@@ -249,79 +135,6 @@ def _with_vanished_users(desired: pd.DataFrame, live: pd.DataFrame) -> pd.DataFr
 _AT = "_account_row"
 
 
-class AccountIndex:
-    """The app's remote ids, hashed once for every lookup the plan makes by remote id
-    (which links are live, which accounts are free, linked rows' accounts, references).
-
-    At a million accounts each pandas lookup by remote id rebuilds a hash table over
-    object strings (about a second each); positions in ``actual`` are reused instead.
-    A listing with duplicate remote ids (connectors de-duplicate, so only a caller's
-    frame can have them) keeps pandas' label semantics: ``positions`` is then None.
-    """
-
-    def __init__(self, remote_ids: pd.Series) -> None:
-        self.remote_ids = remote_ids
-        self.index = pd.Index(remote_ids.to_numpy(dtype=object), dtype=object)
-        self.unique = bool(self.index.is_unique)
-
-    def positions(self, remote_ids: pd.Series) -> np.ndarray | None:
-        """Each id's row in ``actual``, -1 where absent; None if ids are not unique."""
-        if not self.unique:
-            return None
-        return self.index.get_indexer(remote_ids.to_numpy(dtype=object))
-
-    def contains(self, remote_ids: pd.Series, at: np.ndarray | None) -> np.ndarray:
-        """``remote_ids.isin(actual ids)``; ``at``: their ``positions``."""
-        if at is None:
-            return remote_ids.isin(self.remote_ids).to_numpy(dtype=bool)
-        return at >= 0
-
-    def claimed(self, remote_ids: pd.Series, at: np.ndarray | None) -> np.ndarray:
-        """Per account, ``actual ids .isin(remote_ids)``; ``at``: their ``positions``."""
-        if at is None:
-            return self.remote_ids.isin(remote_ids).to_numpy(dtype=bool)
-        claimed = np.zeros(len(self.index), dtype=bool)
-        claimed[at] = True
-        return claimed
-
-    def owners(
-        self, live: pd.DataFrame, live_at: np.ndarray | None, pairs: pd.DataFrame
-    ) -> pd.Series | np.ndarray:
-        """Who owns each account: a user_id per row of ``actual`` (None: nobody), or,
-        without positions, a Series remote_id -> user_id. Links first, then matches;
-        the first owner of an account wins."""
-        if live_at is None:
-            owner = pd.concat(
-                [
-                    pd.Series(live["user_id"].to_numpy(), index=live["remote_id"].to_numpy()),
-                    pd.Series(pairs["user_id"].to_numpy(), index=pairs["remote_id"].to_numpy()),
-                ]
-            )
-            return owner[~owner.index.duplicated()]
-        pair_at = self.index.get_indexer(pairs["remote_id"].to_numpy(dtype=object))
-        at = np.concatenate([live_at, pair_at])
-        users = np.concatenate(
-            [live["user_id"].to_numpy(dtype=object), pairs["user_id"].to_numpy(dtype=object)]
-        )
-        rows, first = np.unique(at, return_index=True)
-        owner = np.full(len(self.index), None, dtype=object)
-        owner[rows] = users[first]
-        return owner
-
-    def translate(self, raw: pd.Series, owners: pd.Series | np.ndarray) -> pd.Series:
-        """Each remote id in ``raw`` replaced by its owner's user_id, where it has one."""
-        if isinstance(owners, pd.Series):
-            mapped = raw.map(owners)
-            return mapped.astype(object).where(mapped.notna(), raw.astype(object))
-        at = self.index.get_indexer(raw.to_numpy(dtype=object))
-        found = np.full(len(raw), None, dtype=object)
-        found[at >= 0] = owners[at[at >= 0]]
-        known = pd.notna(found)
-        values = raw.to_numpy(dtype=object).copy()
-        values[known] = found[known]
-        return pd.Series(values, index=raw.index, dtype=object)
-
-
 def _accounts_of(linked: pd.DataFrame, actual_by_id: pd.DataFrame) -> pd.DataFrame:
     """``actual_by_id.loc[linked["remote_id"]]``, by position when the rows carry one."""
     if _AT not in linked.columns:
@@ -330,63 +143,6 @@ def _accounts_of(linked: pd.DataFrame, actual_by_id: pd.DataFrame) -> pd.DataFra
             raise ValueError("the app lists a linked account more than once (same remote_id)")
         return remote
     return actual_by_id.iloc[linked[_AT].to_numpy().astype(np.intp)]
-
-
-# -- matching ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Matches:
-    #: user_id, remote_id, match_attr
-    pairs: pd.DataFrame
-    disputed_users: dict[str, list[str]]
-    disputed_accounts: dict[str, list[str]]
-
-
-def match_accounts(users: pd.DataFrame, accounts: pd.DataFrame, rules: PlanRules) -> Matches:
-    """Pair unlinked users with free accounts, one match attribute at a time, in order.
-
-    A value shared by several users or several accounts matches nobody: both sides are
-    disputed and leave the pool, because guessing would hand someone another person's account.
-    """
-    pairs: list[pd.DataFrame] = []
-    disputed_users: dict[str, list[str]] = {}
-    disputed_accounts: dict[str, list[str]] = {}
-    user_pool, account_pool = users, accounts
-    for attr in rules.match_on:
-        folded = attr in rules.case_insensitive
-        left = pd.DataFrame({"user_id": user_pool["user_id"], "key": _key(user_pool[attr], folded)})
-        right = pd.DataFrame(
-            {"remote_id": account_pool["remote_id"], "key": _key(account_pool[attr], folded)}
-        )
-        hits = left[left["key"] != ""].merge(right[right["key"] != ""], on="key")
-        per_user = hits.groupby("user_id")["remote_id"].transform("size")
-        per_account = hits.groupby("remote_id")["user_id"].transform("size")
-        clean = hits[(per_user == 1) & (per_account == 1)]
-        messy = hits[(per_user > 1) | (per_account > 1)]
-        for user_id, group in messy.groupby("user_id"):
-            disputed_users.setdefault(str(user_id), []).extend(group["remote_id"])
-        for remote_id, group in messy.groupby("remote_id"):
-            disputed_accounts.setdefault(str(remote_id), []).extend(group["user_id"])
-        pairs.append(clean[["user_id", "remote_id"]].assign(match_attr=attr))
-        taken_users = set(hits["user_id"])
-        taken_accounts = set(hits["remote_id"])
-        user_pool = user_pool[~user_pool["user_id"].isin(taken_users)]
-        account_pool = account_pool[~account_pool["remote_id"].isin(taken_accounts)]
-    all_pairs = (
-        pd.concat(pairs, ignore_index=True)
-        if pairs
-        else pd.DataFrame(columns=["user_id", "remote_id", "match_attr"])
-    )
-    return Matches(all_pairs, disputed_users, disputed_accounts)
-
-
-def _key(values: pd.Series, folded: bool) -> pd.Series:
-    text = values.astype("string").fillna("").str.strip()
-    return (text.str.lower() if folded else text).astype(object)
-
-
-# -- the four kinds of rows -----------------------------------------------------------------
 
 
 def _plan_linked(linked: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
@@ -419,6 +175,8 @@ def _plan_linked(linked: pd.DataFrame, remote: pd.DataFrame, rules: PlanRules) -
 
 #: by drifted * (1 + same hash): in sync, drifted by a directory change, drifted in the app
 _ORIGINS = np.array([None, "directory", "app"], dtype=object)
+
+
 #: by drifted * (1 + written): in sync, only reported differences, differences to write
 _ACTIONS = np.array(
     [str(PlannedAction.NONE), str(PlannedAction.REPORT), str(PlannedAction.UPDATE)], dtype=object
@@ -578,86 +336,12 @@ def _plan_free_accounts(free: pd.DataFrame, match: Matches, rules: PlanRules) ->
     )
 
 
-# -- comparing ------------------------------------------------------------------------------
-
-
-def diff_attributes(
-    desired: pd.DataFrame, actual: pd.DataFrame, rules: PlanRules
-) -> list[dict[str, list[object]] | None]:
-    """Per row, ``{path: [old, new]}`` for each target that differs, or None when equal.
-
-    Values compare as trimmed text, with None equal to "", and case-folded where the
-    attribute is case-insensitive; the returned old/new keep the original values.
-    Create-only and ``ignore``-policy targets are not compared.
-    """
-    n = len(desired)
-    result: list[dict[str, list[object]] | None] = [None] * n
-    for target in rules.compared:
-        new = desired[target].to_numpy(dtype=object)
-        old = actual[target].to_numpy(dtype=object)
-        folded = target in rules.case_insensitive
-        # Exact equality settles most rows cheaply; only the rest pay for normalising.
-        # (numpy's object ``==`` treats identical objects as equal, NaN included: they
-        # would normalise equal anyway.)
-        candidates = np.flatnonzero(~np.equal(new, old))
-        differs = _text(new[candidates], folded) != _text(old[candidates], folded)
-        for i in candidates[differs]:
-            entry = result[i]
-            if entry is None:
-                entry = result[i] = {}
-            entry[target] = [_plain(old[i]), _plain(new[i])]
-    return result
-
-
-def split_changes(
-    changes: list[dict[str, list[object]] | None], reported: frozenset[str]
-) -> tuple[list[dict[str, list[object]] | None], list[dict[str, list[object]] | None]]:
-    """``diff_attributes``' rows split into what is written and what is only reported
-    (``report``-policy attributes); None where a side has nothing."""
-    if not reported:
-        return changes, [None] * len(changes)
-    written: list[dict[str, list[object]] | None] = []
-    shown: list[dict[str, list[object]] | None] = []
-    for change in changes:
-        if change is None:
-            written.append(None)
-            shown.append(None)
-            continue
-        write = {k: v for k, v in change.items() if k not in reported}
-        show = {k: v for k, v in change.items() if k in reported}
-        written.append(write or None)
-        shown.append(show or None)
-    return written, shown
-
-
-def _text(values: np.ndarray, folded: bool) -> np.ndarray:
-    text = pd.Series(values, dtype=object).astype("string").fillna("").str.strip()
-    if folded:
-        text = text.str.lower()
-    return text.to_numpy(dtype=object)
-
-
-def _plain(value: object) -> object:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _creation_changes(frame: pd.DataFrame, rules: PlanRules) -> list[dict[str, list[object]]]:
     records = frame[list(rules.targets)].to_dict(orient="records")
-    return [{k: [None, _plain(v)] for k, v in r.items() if _plain(v) is not None} for r in records]
-
-
-def attribute_hash(desired: pd.DataFrame, targets: Sequence[str]) -> pd.Series:
-    """A stable 64-bit hash of each row's desired attributes, as hex; vectorised, so it
-    costs nothing at a million rows. Stored on the link after a successful write."""
-    if len(desired) == 0:
-        return pd.Series([], dtype=object)
-    text = desired[list(targets)].astype("string").fillna("\x00")
-    # categorize=False gives the same hashes when nothing is missing (fillna above) and
-    # skips factorising each column first, which costs more than it saves here.
-    hashed = pd.util.hash_pandas_object(text, index=False, categorize=False).to_numpy()
-    return pd.Series([f"{h:016x}" for h in hashed], index=desired.index, dtype=object)
+    return [
+        {k: [None, plain_value(v)] for k, v in r.items() if plain_value(v) is not None}
+        for r in records
+    ]
 
 
 def _hashes_for_writes(plan: pd.DataFrame, desired: pd.DataFrame, rules: PlanRules) -> pd.Series:
@@ -735,7 +419,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def _gate_disabled_actions(plan: pd.DataFrame, rules: PlanRules) -> pd.DataFrame:
     blocked = {
         gate: plan["action"] == planned
-        for planned, gate in _GATES.items()
+        for planned, gate in GATES.items()
         if gate not in rules.actions
     }
     if not any(rows.any() for rows in blocked.values()):

@@ -2,7 +2,7 @@
 
 Each app answers four steps, in order, and the report keeps every one:
 
-1. **in scope?** active, and assigned the app directly or through which groups;
+1. **in scope?** active, and assigned the app directly or through which chains of groups;
 2. **matched account**: the linked account (by its remote id, one GET), else the one account
    ``find_account`` returns for each ``match_on`` attribute, in order; the app is never listed;
 3. **planned action**: one-row desired/actual/links frames through the real ``plan_changes``,
@@ -53,11 +53,13 @@ STEPS = ("in scope?", "matched account", "planned action", "result")
 @dataclass(frozen=True)
 class Person:
     """``Store.find_user`` of the person (and of their manager, for the reference), plus
-    the apps each of their groups gives, to say through which group an app comes."""
+    the apps each of their groups gives (nested ones included) and the chain to each, to
+    say through which groups an app comes."""
 
     user: dict[str, Any]
     manager: dict[str, Any] | None
     group_apps: dict[str, set[str]]
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def user_id(self) -> str:
@@ -132,19 +134,20 @@ def load_person(store: Store, key: str) -> Person:
             manager = store.find_user(str(user["manager"]))
         except UserNotFoundError:
             manager = None  # a sync leaves the reference empty too
+    chains = store.group_chains(user["user_id"])
     groups = store.list_groups()
     group_apps = {
         str(name): set(filter(None, str(apps).split(";")))
         for name, apps in zip(groups["name"], groups["apps"], strict=True)
-        if name in user["groups"]
+        if name in chains
     }
-    return Person(user, manager, group_apps)
+    return Person(user, manager, group_apps, chains)
 
 
 def scope_of(person: Person, app: AppConfig) -> tuple[bool, str]:
     """In scope (active, assigned and let in by the app's scoping filters), and in words:
     directly, via which groups, which filter matched, or why not."""
-    assignment = assignment_of(person.user, person.group_apps, app.name)
+    assignment = assignment_of(person.user, person.group_apps, app.name, person.chains)
     decision = decide_scope(person.user, assignment, app.scoping)
     return decision.in_scope, decision.reason
 
@@ -192,7 +195,10 @@ def desired_frame(
     taken: dict[str, Holders] = {}
     if connector is not None:
         taken = {target: AppLookup(connector, target, links) for target in unique_targets(mapping)}
-    desired = build_desired(users, assigned, mapping, taken, app.scoping)
+    groups_of = {
+        str(r["user_id"]): r.get("effective_groups") or r.get("groups") or () for r in rows
+    }
+    desired = build_desired(users, assigned, mapping, taken, app.scoping, groups_of=groups_of)
     return desired.iloc[:1].reset_index(drop=True)
 
 

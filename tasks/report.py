@@ -30,6 +30,7 @@ SUMMARY_KEYS = (
     "failed",
     "waiting",
     "held",
+    "reported",
 )
 _DONE = {"succeeded", "adopted"}
 
@@ -73,6 +74,8 @@ def summarize(plan: pd.DataFrame, *, dry_run: bool) -> dict[str, int]:
         "disputed": situation == Situation.DISPUTED,
         "failed": outcome.isin(["failed", "pending"]) & ~pd.Series(dry_run, index=plan.index),
         "held": held,
+        # drift only shown (remediation ``report``), nothing written for it
+        "reported": plan.get("reported", pd.Series(None, index=plan.index)).map(bool),
     }
     return {key: int(mask.sum()) for key, mask in counts.items()}
 
@@ -179,6 +182,10 @@ def summary_markdown(app: str, summary: dict[str, int], *, dry_run: bool, notes:
     title = f"# Roster sync: {app}" + (" (dry run: nothing was written)" if dry_run else "")
     lines = [title, "", "| " + " | ".join(SUMMARY_KEYS) + " |", "|" + "---|" * len(SUMMARY_KEYS)]
     lines.append("| " + " | ".join(str(summary.get(k, 0)) for k in SUMMARY_KEYS) + " |")
+    groups = [k for k in summary if k.startswith(("groups_", "members_"))]
+    if groups:  # the app's groups are kept (push_groups)
+        lines += ["", "| " + " | ".join(groups) + " |", "|" + "---|" * len(groups)]
+        lines.append("| " + " | ".join(str(summary[k]) for k in groups) + " |")
     lines += ["", *[f"- {note}" for note in notes]]
     return "\n".join(lines)
 

@@ -4,7 +4,7 @@ and the app's health (with the quarantine report)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,7 @@ def plan_app(
     safety: Safety,
     approve_held: bool = False,
     waiting: Mapping[str, datetime] | None = None,
+    groups_of: Mapping[str, Iterable[str]] | None = None,
     only: frozenset[str] | None = None,
     counts: ExtractCounts | None = None,
 ) -> AppPlan:
@@ -68,7 +69,7 @@ def plan_app(
     mapping = app.effective_mapping
     taken = taken_values(extract.accounts, links, unique_targets(mapping), rules.owner_keys)
     failures: dict[str, str] = {}
-    desired = build_desired(users, assigned, mapping, taken, app.scoping, failures)
+    desired = build_desired(users, assigned, mapping, taken, app.scoping, failures, groups_of)
     if only is not None:
         desired = desired[desired["user_id"].isin(list(only))].reset_index(drop=True)
     aside = desired["user_id"].isin(list(set_aside))

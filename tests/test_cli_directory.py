@@ -152,7 +152,13 @@ def test_group_commands(roster) -> None:
     _ok(roster("import", str(SAMPLE)))
     assert "Assigned chat to group Sales." in _ok(roster("group-assign", "Sales", "chat"))
     groups = {g["name"]: g for g in json.loads(_ok(roster("groups", "--json")))}
-    assert groups["sales"] == {"name": "sales", "members": 41, "apps": ["chat"]}
+    assert groups["sales"] == {
+        "name": "sales",
+        "members": 41,
+        "effective_members": 41,
+        "member_groups": [],
+        "apps": ["chat"],
+    }
     assert "on-call" in _ok(roster("groups"))
     assert "Unassigned chat from group sales." in _ok(roster("group-unassign", "sales", "chat"))
     assert "sales had no chat." in _ok(roster("group-unassign", "sales", "chat"))

@@ -205,7 +205,7 @@ def test_mapping_entries_with_options(tmp_path: Path) -> None:
         (
             "{expression: 'Lower([title])', constant: x}",
             "apps[0].mapping.userName: give a directory field name, or a mapping with exactly"
-            " one of field, constant and expression",
+            " one of field, constant, expression and groups",
         ),
         ("{expression: 'Lower([title])', colour: red}", "apps[0].mapping.userName.colour: Extra"),
     ],

@@ -127,7 +127,12 @@ def test_an_assigned_user_without_an_account_would_be_created(env: Installation)
         "reason": "active; assigned directly",
         "clause": None,
     }
-    assert report["assignment"] == {"direct": True, "groups": [], "path": "directly"}
+    assert report["assignment"] == {
+        "direct": True,
+        "groups": [],
+        "chains": [],
+        "path": "directly",
+    }
     assert report["match"]["by"] is None and report["match"]["remote_id"] is None
     assert (report["plan"]["situation"], report["plan"]["action"]) == ("missing", "create")
     assert report["plan"]["changes"]["userName"] == [None, "user0000"]
@@ -150,6 +155,7 @@ def test_a_user_assigned_through_a_group_shows_the_group(env: Installation) -> N
     assert report["assignment"] == {
         "direct": False,
         "groups": ["engineering"],
+        "chains": [["engineering"]],
         "path": "via group engineering",
     }
     assert report["scope"]["reason"] == "active; assigned via group engineering"

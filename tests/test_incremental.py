@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from directory.changes import stamp_groups
-from directory.models import Group, GroupGroup, GroupMember, User, UserApp
+from directory.models import Group, GroupMember, User, UserApp
 from directory.store import Store
 from directory.watermarks import OVERLAP, SyncMode, Watermarks
 from flows.sync import sync
@@ -105,16 +105,18 @@ def test_assignments_and_memberships_stamp_the_users_they_affect(database_url: s
                 conn.execute(sa.insert(User).values(id=name, user_name=name, email=f"{name}@x"))
         store.add_to_group("bob", "parent")
         store.add_to_group("cy", "child")
-        with store.engine.begin() as conn:
-            ids = dict(conn.execute(sa.select(Group.name, Group.id)).all())
-            conn.execute(
-                sa.insert(GroupGroup).values(parent_id=ids["parent"], child_id=ids["child"])
-            )
 
         def stamps() -> dict[str, object]:
             with store.engine.connect() as conn:
                 return dict(conn.execute(sa.select(User.id, User.updated_at)).all())
 
+        age_directory(store)
+        before = stamps()
+        assert store.add_group_to_group("child", "parent")  # cy is now parent's too
+        after = stamps()
+        assert after["cy"] > before["cy"] and after["bob"] == before["bob"]
+        with store.engine.connect() as conn:
+            ids = dict(conn.execute(sa.select(Group.name, Group.id)).all())
         age_directory(store)
         before = stamps()
         assert store.assign_group_app("parent", "chat")

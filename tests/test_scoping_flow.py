@@ -55,6 +55,7 @@ def test_scoping_deprovisions_and_remediation_reports_ignores_and_enforces(
     change_in_app(env, "user0005", active=True)  # re-enabled by hand
     third = run(env)
     assert drift_of(third, "user0001") == {("report", "title", "Hacked", "Engineer", "app")}
+    assert third["summary"]["reported"] == 1
     assert drift_of(third, "user0005") == {("deactivate", "active", "True", "False", "app")}
     accounts = env.accounts("chat")
     assert (accounts["user0001"]["title"], accounts["user0001"]["displayName"]) == (
@@ -68,6 +69,7 @@ def test_scoping_deprovisions_and_remediation_reports_ignores_and_enforces(
     assert env.scim.writes() == writes
     assert drift_of(fourth, "user0001") == {("report", "title", "Hacked", "Engineer", "app")}
     assert drift_of(fourth, "user0005") == set()
+    assert fourth["summary"]["reported"] == 1
 
 
 def test_status_report_only_reports_an_account_re_enabled_by_hand(

@@ -309,9 +309,10 @@ def test_read_actions_filters(store: Store) -> None:
 def test_find_user_by_name_email_or_id(people: Store, key: str) -> None:
     user = people.find_user(key)
     assert user["user_id"] == "u-ada"
-    assert (user["apps"], user["direct_apps"], user["groups"]) == (
+    assert (user["apps"], user["direct_apps"], user["groups"], user["effective_groups"]) == (
         ["chat", "wiki"],
         ["chat"],
+        ["eng"],
         ["eng"],
     )
 
@@ -380,7 +381,15 @@ def test_list_users(people: Store) -> None:
 
 def test_list_groups(people: Store) -> None:
     people.add_to_group("bob", "sales")
-    expected = pd.DataFrame({"name": ["eng", "sales"], "members": [2, 1], "apps": ["wiki", ""]})
+    expected = pd.DataFrame(
+        {
+            "name": ["eng", "sales"],
+            "members": [2, 1],
+            "effective_members": [2, 1],
+            "member_groups": ["", ""],
+            "apps": ["wiki", ""],
+        }
+    )
     pd.testing.assert_frame_equal(people.list_groups(), expected, check_dtype=False)
 
 

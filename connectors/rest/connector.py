@@ -31,7 +31,7 @@ from connectors.errors import (
     NotFoundError,
 )
 from connectors.http import raise_for_status, read_json
-from connectors.ratelimit import RateLimiter
+from connectors.ratelimit import RateLimiter, Traffic, TrafficStats
 from connectors.redact import redact
 from connectors.rest.accounts import AccountCodec, read_id, same
 from connectors.rest.fields import (
@@ -67,7 +67,7 @@ class RestConnector:
         app: RestAppConfig,
         *,
         dry_run: bool = False,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | Traffic | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -96,6 +96,11 @@ class RestConnector:
     @property
     def last_operation(self) -> OperationStats:
         return self._wire.last_operation
+
+    @property
+    def traffic_stats(self) -> TrafficStats:
+        """What the app's traffic control did so far: 429s, waits, where concurrency settled."""
+        return self._wire.traffic_stats
 
     @property
     def last_attempts(self) -> int:

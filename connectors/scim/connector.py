@@ -20,14 +20,15 @@ from urllib.parse import quote
 import httpx
 from scim2_models import Context, ListResponse, ScimFilter, ServiceProviderConfig
 
-from connectors.base import Account, AccountPage, Attributes, Connector, Value
+from connectors.base import Account, AccountPage, Attributes, Connector, GroupConnector, Value
 from connectors.errors import (
     ConflictError,
     InvalidResponseError,
     NotFoundError,
 )
 from connectors.http import read_json
-from connectors.ratelimit import RateLimiter
+from connectors.ratelimit import RateLimiter, Traffic, TrafficStats
+from connectors.scim.groups import ScimGroups
 from connectors.scim.pagination import ScimPaginator
 from connectors.scim.paths import (
     USER_MODEL,
@@ -42,6 +43,7 @@ from connectors.scim.responses import (
     NoTargetError,
     check_status,
     find_key,
+    patch_body,
     raw_id,
     storable,
     total_results,
@@ -53,11 +55,10 @@ from directory.config import UpdateMethod
 
 logger = logging.getLogger("roster.connectors.scim")
 
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
-
-class ScimConnector:
-    """Users of one SCIM app, as flat attribute maps keyed by ``paths``."""
+class ScimConnector(ScimGroups):
+    """Users of one SCIM app, as flat attribute maps keyed by ``paths``; its groups
+    through ``ScimGroups``."""
 
     def __init__(
         self,
@@ -68,7 +69,7 @@ class ScimConnector:
         page_size: int = 500,
         update_method: UpdateMethod = UpdateMethod.AUTO,
         dry_run: bool = False,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | Traffic | None = None,
         max_retries: int = 4,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
@@ -103,6 +104,11 @@ class ScimConnector:
     def last_operation(self) -> OperationStats:
         """The calling thread's most recent public call (``connectors.wire``)."""
         return self._wire.last_operation
+
+    @property
+    def traffic_stats(self) -> TrafficStats:
+        """What the app's traffic control did so far: 429s, waits, where concurrency settled."""
+        return self._wire.traffic_stats
 
     @property
     def last_attempts(self) -> int:
@@ -217,7 +223,7 @@ class ScimConnector:
 
     def _send_patch(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
         path = _user_path(remote_id)
-        body = {"schemas": [PATCH_OP], "Operations": operations}
+        body = patch_body(operations)
         response = self._request("PATCH", path, json=body)
         # RFC 7644 §3.5.2: 200 with the resource, or 204 with no body.
         if response.status_code != 204 and response.content:
@@ -239,20 +245,22 @@ class ScimConnector:
 
     # -- reading responses --------------------------------------------------------------
 
-    def _get_list(self, params: Mapping[str, Any]) -> tuple[ListResponse[Any], list[Any]]:
+    def _get_list(
+        self, params: Mapping[str, Any], endpoint: str = "/Users", model: Any = USER_MODEL
+    ) -> tuple[ListResponse[Any], list[Any]]:
         """The ListResponse envelope, validated on its own, and its raw resources, which
         the caller validates one by one so that one bad account spoils only itself."""
-        response = self._request("GET", "/Users", params=params)
-        body = read_json("GET", "/Users", response)
+        where = f"GET {endpoint}"
+        body = read_json("GET", endpoint, self._request("GET", endpoint, params=params))
         if not isinstance(body, dict):
-            raise InvalidResponseError("GET /Users: the body is not a ListResponse object")
+            raise InvalidResponseError(f"{where}: the body is not a ListResponse object")
         key = find_key(body, "Resources")  # RFC 7643 §2.1: attribute names are case-insensitive
         resources = body[key] if key is not None else None
         if resources is not None and not isinstance(resources, list):
-            raise InvalidResponseError("GET /Users: 'Resources' is not a list")
+            raise InvalidResponseError(f"{where}: 'Resources' is not a list")
         envelope = {**body, key: []} if key is not None and resources is not None else body
         context = Context.RESOURCE_QUERY_RESPONSE
-        validated = validate(ListResponse[USER_MODEL], "GET /Users", envelope, context)
+        validated = validate(ListResponse[model], where, envelope, context)
         return validated, resources or []
 
     def _read_listed(self, index: int, raw: Any) -> tuple[str | None, Account | str]:
@@ -303,3 +311,4 @@ def _user_path(remote_id: str) -> str:
 
 
 _: type[Connector] = ScimConnector
+_groups: type[GroupConnector] = ScimConnector

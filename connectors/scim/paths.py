@@ -8,6 +8,8 @@ place that knows how such a path lands in a SCIM User. The supported forms are::
     emails[type eq "work"].value               one entry of a multi-valued attribute
     urn:...:enterprise:2.0:User:department     an extension attribute
     urn:...:enterprise:2.0:User:manager.value  an extension sub-attribute
+    roles.value                                every entry's value of a multi-valued
+                                               attribute, as a set (``directory.multivalue``)
 
 The functions are pure: JSON in, JSON out. Attribute names match case-insensitively
 (RFC 7643 §2.1), so a resource an app spells ``UserName`` reads like ``userName``.
@@ -27,6 +29,7 @@ from pydantic import BaseModel
 from scim2_models import EnterpriseUser, Path, User
 
 from connectors.base import Value
+from directory.multivalue import decode_set, encode_set
 
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -40,6 +43,9 @@ _FILTER = re.compile(
 )
 
 Json = dict[str, Any]
+
+#: multi-valued core User attributes whose ``.value`` paths read and write a set
+SET_ATTRIBUTES = frozenset({"roles", "entitlements"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,13 @@ class AttributePath:
 
     def __str__(self) -> str:
         return f"{self.entry_path}.{self.sub_attribute}" if self.sub_attribute else self.entry_path
+
+    @property
+    def is_set(self) -> bool:
+        """``roles.value``: the values of every entry of a multi-valued attribute, as one
+        set. (A single-valued complex attribute's ``.value``, such as the manager's, is
+        not: ``check_paths`` tells them apart by the schema.)"""
+        return self.filter is None and self.attribute.casefold() in SET_ATTRIBUTES
 
 
 @functools.lru_cache(maxsize=1024)
@@ -117,10 +130,17 @@ def check_paths(paths: Iterable[str]) -> None:
             problems.append(f"{text!r}: no such attribute in the User or enterprise schema")
         elif binding.sub_field_name is None and _is_complex(binding.field_type):
             problems.append(f"{text!r}: names a complex attribute, not a value")
-        elif binding.is_multivalued and path.filter is None:
-            problems.append(f"{text!r}: multi-valued; select one entry with a [filter]")
+        elif binding.is_multivalued and path.filter is None and not _set_value(path):
+            problems.append(
+                f"{text!r}: multi-valued; select one entry with a [filter]"
+                f" (or, for {' and '.join(sorted(SET_ATTRIBUTES))}, map .value as a set)"
+            )
     if problems:
         raise ValueError("unsupported attribute paths: " + "; ".join(problems))
+
+
+def _set_value(path: AttributePath) -> bool:
+    return path.is_set and path.schema is None and (path.sub_attribute or "") == "value"
 
 
 def _is_complex(field_type: Any) -> bool:
@@ -136,6 +156,8 @@ def read_value(resource: Mapping[str, Any], path: AttributePath) -> Value:
     """One value. Where several entries match a filter, the primary one wins (RFC 7643
     §2.4), else the first."""
     value = _child(_container(resource, path), path.attribute)
+    if path.is_set:
+        return encode_set(_child(e, path.sub_attribute or "value") for e in _entries(value))
     if path.filter is not None:
         entries = [e for e in _entries(value) if _matches(e, path.filter)]
         primary = [e for e in entries if _child(e, "primary") is True]
@@ -190,7 +212,9 @@ def to_patch_ops(
     new_entries: dict[str, Json] = {}  # entry path -> entry, so two subs share one entry
     for text, value in changes.items():
         path = parse_path(text)
-        if value is None:
+        if path.is_set:
+            ops.append(_set_op(path, value))
+        elif value is None:
             ops.append({"op": "remove", "path": _removal_target(path)})
         elif path.filter is not None and resource is not None and not _has_entry(resource, path):
             entry = new_entries.get(path.entry_path)
@@ -202,6 +226,18 @@ def to_patch_ops(
         else:
             ops.append({"op": "replace", "path": str(path), "value": value})
     return ops
+
+
+def _set_op(path: AttributePath, value: Value) -> Json:
+    """A set is replaced whole: the app keeps exactly the directory's values."""
+    entries = _set_entries(path, value)
+    if not entries:
+        return {"op": "remove", "path": path.attribute_path}
+    return {"op": "replace", "path": path.attribute_path, "value": entries}
+
+
+def _set_entries(path: AttributePath, value: Value) -> list[Json]:
+    return [{path.sub_attribute or "value": v} for v in decode_set(value)]
 
 
 def _removal_target(path: AttributePath) -> str:
@@ -219,6 +255,9 @@ def _clears_parent(path: AttributePath) -> bool:
 
 def _write(resource: Json, path: AttributePath, value: str | bool) -> None:
     container = _ensure(resource, path.schema, dict) if path.schema else resource
+    if path.is_set:
+        _set(container, path.attribute, _set_entries(path, value))
+        return
     if path.filter is None:
         if path.sub_attribute is None:
             _set(container, path.attribute, value)
@@ -240,7 +279,7 @@ def _delete(resource: Json, path: AttributePath) -> None:
         return
     if path.filter is not None:
         _delete_entries(container, path)
-    elif path.sub_attribute is None or _clears_parent(path):
+    elif path.sub_attribute is None or _clears_parent(path) or path.is_set:
         _pop(container, path.attribute)
     elif isinstance(parent := _child(container, path.attribute), dict):
         _pop(parent, path.sub_attribute)

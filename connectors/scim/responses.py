@@ -116,3 +116,11 @@ def find_key(body: Mapping[str, Any], name: str) -> str | None:
         return name
     folded = name.casefold()
     return next((key for key in body if isinstance(key, str) and key.casefold() == folded), None)
+
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def patch_body(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A PatchOp request (RFC 7644 §3.5.2)."""
+    return {"schemas": [PATCH_OP], "Operations": operations}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from directory.appbase import HttpAppConfig, UpdateMethod
 
 
 class ScimAppConfig(HttpAppConfig):
+    supports_groups: ClassVar[bool] = True
+
     connector: Literal["scim"]
     update_method: UpdateMethod = UpdateMethod.AUTO
