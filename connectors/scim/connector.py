@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -115,24 +116,42 @@ class ScimConnector:
     # -- operations (connectors.base.Connector) -------------------------------------
 
     def list_accounts(self) -> Iterator[AccountPage]:
+        """Page by page. While one page's accounts are validated (in a worker thread), the
+        next page is already being asked for: its startIndex is known as soon as a page
+        arrives, so the app's time and Roster's overlap instead of adding up. The
+        paginator still decides every next request; a guess it disagrees with is dropped.
+        Requests stay on the calling thread, so ``last_operation`` counts them all."""
         self._begin()
         paginator = ScimPaginator(self._page_size)
         params: dict[str, int] | None = paginator.first_request()
-        while params is not None:
-            envelope, resources = self._get_list(params)
-            results = [self._read_listed(index, raw) for index, raw in enumerate(resources)]
-            fresh = paginator.update(
-                total_results=total_results(envelope),
-                start_index=envelope.start_index,
-                ids=[remote_id for remote_id, _ in results],
-            )
-            kept = [pair for pair, new in zip(results, fresh, strict=True) if new]
-            yield AccountPage(
-                accounts=[o for _, o in kept if isinstance(o, Account)],
-                errors=[o for _, o in kept if isinstance(o, str)],
-                unreadable_ids=[i for i, o in kept if isinstance(o, str) and i is not None],
-            )
-            params = paginator.next_request()
+        assert params is not None
+        current = self._get_list(params)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scim-page") as worker:
+            while True:
+                envelope, resources = current
+                checking = worker.submit(self._read_page, resources)
+                guess = _next_page(params, envelope, len(resources))
+                ahead = _Ahead(self._get_list, guess) if guess is not None else None
+                results = checking.result()
+                fresh = paginator.update(
+                    total_results=total_results(envelope),
+                    start_index=envelope.start_index,
+                    ids=[remote_id for remote_id, _ in results],
+                )
+                kept = [pair for pair, new in zip(results, fresh, strict=True) if new]
+                yield AccountPage(
+                    accounts=[o for _, o in kept if isinstance(o, Account)],
+                    errors=[o for _, o in kept if isinstance(o, str)],
+                    unreadable_ids=[i for i, o in kept if isinstance(o, str) and i is not None],
+                )
+                params = paginator.next_request()
+                if params is None:
+                    return
+                agreed = ahead is not None and params == guess
+                current = ahead.result() if ahead is not None and agreed else self._get_list(params)
+
+    def _read_page(self, resources: list[Any]) -> list[tuple[str | None, Account | str]]:
+        return [self._read_listed(index, raw) for index, raw in enumerate(resources)]
 
     def find_account(self, attribute: str, value: str) -> Account | None:
         self._begin()
@@ -295,6 +314,39 @@ class ScimConnector:
         """Every request of this connector: ``connectors.wire.Wire.send`` with SCIM's
         status check. Raises the typed errors of connectors.errors."""
         return self._wire.send(method, path, params=params, json=json, check=check_status)
+
+
+def _next_page(
+    params: Mapping[str, int], envelope: ListResponse[Any], received: int
+) -> dict[str, int] | None:
+    """The request ``ScimPaginator`` will most likely make next, or None: advance by what
+    was received while that stays within totalResults."""
+    try:
+        total = total_results(envelope)
+    except InvalidResponseError:
+        return None  # the paginator raises it in its turn
+    start = params["startIndex"] + received
+    if received == 0 or start > total:
+        return None
+    return {"startIndex": start, "count": params["count"]}
+
+
+class _Ahead:
+    """One request made now whose outcome, value or error, is handed over later (an
+    error surfaces only if the page is really wanted)."""
+
+    def __init__(self, request: Callable[[Mapping[str, Any]], Any], params: Mapping[str, Any]):
+        self._value: Any = None
+        self._error: Exception | None = None
+        try:
+            self._value = request(params)
+        except Exception as exc:
+            self._error = exc
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _user_path(remote_id: str) -> str:
