@@ -24,6 +24,8 @@ from directory.models import GroupApp, GroupMember, User, UserApp
 BATCH_SIZE = 1000
 #: rows per chunk when a SELECT is read into a frame (``read_frame``)
 CHUNK_ROWS = 50_000
+#: rows a chunk's text column is sampled on before it is factorised to share its values
+SAMPLE_ROWS = 1000
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 #: the pattern AppConfig.name allows, so an assignment can always name a configurable app
 APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -113,6 +115,9 @@ def _shared_text(values: pd.Series, shared: dict[object, object]) -> np.ndarray:
     than a loop over rows."""
     if pd.api.types.infer_dtype(values, skipna=True) != "string":
         return values.to_numpy(dtype=object, na_value=None)  # JSON, numbers: as they came
+    head = values.iloc[:SAMPLE_ROWS]
+    if len(values) > SAMPLE_ROWS and len(pd.unique(head)) * 2 > len(head):
+        return values.to_numpy(dtype=object, na_value=None)  # ids, names: all different
     codes, uniques = pd.factorize(values.astype(object))
     if len(uniques) * 2 > len(values):
         return values.to_numpy(dtype=object, na_value=None)
