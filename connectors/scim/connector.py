@@ -178,8 +178,7 @@ class ScimConnector:
         """409 raises ConflictError: the caller finds the existing account and adopts it."""
         self._begin()
         response = self._request("POST", "/Users", json=to_resource(attributes))
-        raw = read_json("POST", "/Users", response)
-        return self._account("POST /Users", raw, Context.RESOURCE_CREATION_RESPONSE)
+        return self._created(read_json("POST", "/Users", response))
 
     def update_account(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
         self._begin()
@@ -284,6 +283,31 @@ class ScimConnector:
             return remote_id, f"{label}: {exc}"
         return account.id, account
 
+    def _created(self, raw: Any) -> Account:
+        """RFC 7644 §3.3: a create answers with the account made. Roster keeps only its id
+        (the next listing reads and validates the whole account), so the answer is checked
+        as far as it is read: an object with a usable id, and a single, storable value or
+        none at each mapped path. Validating it with scim2-models as well cost more client
+        CPU than the POST itself (docs/benchmarks.md, "A million users")."""
+        where = "POST /Users"
+        if not isinstance(raw, dict):
+            raise InvalidResponseError(f"{where}: the body is not a User object")
+        remote_id = raw_id(raw)
+        if remote_id is None:
+            raise InvalidResponseError(f"{where}: the User has no id that can be stored")
+        return Account(id=remote_id, attributes=self._flat(where, raw))
+
+    def _flat(self, where: str, resource: dict[str, Any]) -> dict[str, Value]:
+        try:
+            attributes = flatten(resource, self._paths)
+        except ValueError as exc:
+            raise InvalidResponseError(f"{where}: {exc}") from exc
+        if bad := [p for p, v in attributes.items() if isinstance(v, str) and not storable(v)]:
+            raise InvalidResponseError(
+                f"{where}: a NUL or an unpaired surrogate in {', '.join(bad)}"
+            )
+        return attributes
+
     def _account(self, where: str, raw: Any, context: Context) -> Account:
         user = validate(USER_MODEL, where, raw, context)
         if not user.id:
@@ -291,15 +315,7 @@ class ScimConnector:
         if not usable_id(user.id):
             raise InvalidResponseError(f"{where}: the User's id cannot be stored")
         canonical = user.model_dump(scim_ctx=Context.DEFAULT)  # canonical names, JSON types
-        try:
-            attributes = flatten(canonical, self._paths)
-        except ValueError as exc:
-            raise InvalidResponseError(f"{where}: {exc}") from exc
-        if bad := [p for p, v in attributes.items() if isinstance(v, str) and not storable(v)]:
-            raise InvalidResponseError(
-                f"{where}: a NUL or an unpaired surrogate in {', '.join(bad)}"
-            )
-        return Account(id=user.id, attributes=attributes)
+        return Account(id=user.id, attributes=self._flat(where, canonical))
 
     # -- the wire -------------------------------------------------------------------------
 
