@@ -74,11 +74,13 @@ def read_frame(
     tuples beside the frame: at a million users the peak is the frame plus one chunk.
     Within a column, equal short texts repeated across rows (department, title, manager)
     become one shared ``str`` object, as they would be in a frame built in memory."""
-    streamed = conn.execution_options(stream_results=True)
+    # on the statement, not the connection: Connection.execution_options changes the
+    # caller's connection in place, and its later statements need no server-side cursor
+    streamed = stmt.execution_options(stream_results=True)
     shared: dict[str, dict[object, object]] = {column: {} for column in columns}
     parts = [
         _normalised(chunk.reindex(columns=list(columns)), bools, shared)
-        for chunk in pd.read_sql(stmt, streamed, chunksize=chunk_rows)
+        for chunk in pd.read_sql(streamed, conn, chunksize=chunk_rows)
     ]
     if len(parts) == 1:
         return parts[0]

@@ -151,3 +151,24 @@ def test_dates_in_chunks_are_utc_even_when_a_chunk_has_none(store: Store) -> Non
     pd.testing.assert_frame_equal(got, expected)
     assert got["updated_at"].isna().tolist() == [True, True, False, False, False, False]
     assert got["updated_at"][2] == start + timedelta(hours=2)
+
+
+def test_streams_through_a_server_side_cursor_and_leaves_the_connection_as_it_was(
+    store: Store,
+) -> None:
+    _seed(store, 3)
+    cursors: list[str] = []
+
+    def seen(_conn: object, cursor: object, statement: str, *_: object) -> None:
+        if "FROM users" in statement:
+            cursors.append(type(cursor).__name__)
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    with store.engine.connect() as conn:
+        read_frame(conn, users_select(), USER_COLUMNS, ("active",))
+        assert "stream_results" not in conn.get_execution_options()
+    sa.event.remove(store.engine, "before_cursor_execute", seen)
+    if store.engine.dialect.name == "postgresql":
+        assert cursors == ["ServerCursor"]  # psycopg's named cursor: rows fetched in chunks
+    else:
+        assert len(cursors) == 1
