@@ -17,7 +17,7 @@
 4. Optionally (``--scim2-probe 10000``) how fast a real ``scim2-server`` lists: that many
    users POSTed, then listed page by page; pages/s and accounts/s.
 
-    python -m bench.million --users 1000000 [--scim2-probe 10000] [--keep]
+    python -m bench.million --users 1000000 [--scim2-probe 10000] [--keep] [--no-sync]
 
 Needs ``ROSTER_BENCH_POSTGRES_URL`` or ``ROSTER_TEST_POSTGRES_URL`` (any database on the
 server: the bench creates its own next to it). Exits 1 when a check fails.
@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--scim2-probe", type=int, default=0, metavar="N")
     parser.add_argument("--keep", action="store_true", help="keep roster_bench afterwards")
+    parser.add_argument("--no-sync", action="store_true", help="seed and extract only")
     parser.add_argument("--child", choices=["extract", "noop"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="chunked", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -419,6 +420,8 @@ def run(args: argparse.Namespace, url: str) -> int:
             )
             if got["users"] != args.users or got["links"] != args.users:
                 failures.append(f"extract {mode}: {got['users']} users, {got['links']} links")
+        if args.no_sync:
+            return _verdict(failures)
         token = secrets.token_urlsafe(16)
         with static_app(args.users, token) as base:
             before = server_requests(base)
@@ -428,6 +431,10 @@ def run(args: argparse.Namespace, url: str) -> int:
             )
             after = server_requests(base)
         failures += report_noop(noop, before, after, args.users)
+    return _verdict(failures)
+
+
+def _verdict(failures: list[str]) -> int:
     for failure in failures:
         print(f"CHECK FAILED: {failure}")
     print(f"checks: {'all passed' if not failures else f'{len(failures)} failed'}")
