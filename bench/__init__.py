@@ -1,4 +1,6 @@
-"""Roster's benchmarks: ``python -m bench.plan`` and ``python -m bench.sync``.
+"""Roster's benchmarks: ``python -m bench.plan`` and ``python -m bench.sync``; at a million
+users ``python -m bench.million`` (with ``bench.staticscim``, a bench-only list server),
+and ``python -m bench.profile`` for Prefect's overhead and Roster's own costs.
 
 Other people share the machine, so every timing is reported next to a baseline measured
 in the same run (see docs/benchmarks.md).
