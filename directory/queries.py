@@ -30,6 +30,10 @@ from directory.models import Group, GroupApp, GroupGroup, GroupMember, User, Use
 
 #: rows per INSERT/UPDATE batch: well under SQLite's 32,766 bound parameters per statement
 BATCH_SIZE = 1000
+#: rows per chunk when a SELECT is read into a frame (``read_frame``)
+CHUNK_ROWS = 50_000
+#: rows a chunk's text column is sampled on before it is factorised to share its values
+SAMPLE_ROWS = 1000
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 #: the pattern AppConfig.name allows, so an assignment can always name a configurable app
 APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -64,21 +68,71 @@ def plain(value: Any) -> Any:
 
 
 def read_frame(
-    conn: Connection, stmt: Select, columns: Sequence[str], bools: Sequence[str] = ()
+    conn: Connection,
+    stmt: Select,
+    columns: Sequence[str],
+    bools: Sequence[str] = (),
+    chunk_rows: int = CHUNK_ROWS,
 ) -> pd.DataFrame:
     """``read_sql`` with exactly ``columns``; text columns are object dtype with None for
-    missing values (pandas 3 would otherwise give its ``str`` dtype with NaN)."""
-    frame = pd.read_sql(stmt, conn)
-    frame = frame.reindex(columns=list(columns))
-    for column in columns:
+    missing values (pandas 3 would otherwise give its ``str`` dtype with NaN).
+
+    The rows arrive in chunks of ``chunk_rows`` through a server-side cursor on
+    PostgreSQL (``stream_results``), so the driver never holds the whole result as
+    tuples beside the frame: at a million users the peak is the frame plus one chunk.
+    Within a column, equal short texts repeated across rows (department, title, manager)
+    become one shared ``str`` object, as they would be in a frame built in memory."""
+    # on the statement, not the connection: Connection.execution_options changes the
+    # caller's connection in place, and its later statements need no server-side cursor
+    streamed = stmt.execution_options(stream_results=True)
+    shared: dict[str, dict[object, object]] = {column: {} for column in columns}
+    parts = [
+        _normalised(chunk.reindex(columns=list(columns)), bools, shared)
+        for chunk in pd.read_sql(streamed, conn, chunksize=chunk_rows)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    frame = pd.concat(parts, ignore_index=True)
+    for column in columns:  # a chunk of only None leaves an object column beside the dates
+        if _is_dates(frame[column]) or not any(_is_dates(part[column]) for part in parts):
+            continue
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _is_dates(values: pd.Series) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(values)
+
+
+def _normalised(
+    frame: pd.DataFrame, bools: Sequence[str], shared: dict[str, dict[object, object]]
+) -> pd.DataFrame:
+    for column in frame.columns:
         if column in bools:
             frame[column] = frame[column].astype(bool)
         elif pd.api.types.is_datetime64_any_dtype(frame[column]):
             frame[column] = _utc(frame[column])
         elif frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            values = frame[column].astype(object)
-            frame[column] = values.where(values.notna(), None)
+            # a Series, not the array: pandas 3 would infer its ``str`` dtype from one
+            text = _shared_text(frame[column], shared[column])
+            frame[column] = pd.Series(text, index=frame.index, dtype=object)
     return frame
+
+
+def _shared_text(values: pd.Series, shared: dict[object, object]) -> np.ndarray:
+    """Object values with None for missing. A text column with few distinct values gets
+    one object per distinct value across all chunks (``shared``), by factorising rather
+    than a loop over rows."""
+    if pd.api.types.infer_dtype(values, skipna=True) != "string":
+        return values.to_numpy(dtype=object, na_value=None)  # JSON, numbers: as they came
+    head = values.iloc[:SAMPLE_ROWS]
+    if len(values) > SAMPLE_ROWS and len(pd.unique(head)) * 2 > len(head):
+        return values.to_numpy(dtype=object, na_value=None)  # ids, names: all different
+    codes, uniques = pd.factorize(values.astype(object))
+    if len(uniques) * 2 > len(values):
+        return values.to_numpy(dtype=object, na_value=None)
+    canonical = np.array([shared.setdefault(u, u) for u in uniques] + [None], dtype=object)
+    return canonical[codes]  # code -1 (missing) picks the trailing None
 
 
 def _utc(values: pd.Series) -> pd.Series:

@@ -102,8 +102,10 @@ class ApplyContext:
     app: AppConfig
     connector: Connector
     rules: PlanRules
-    #: directory user id -> remote id, for reference attributes (manager)
-    remote_ids: Mapping[str, str] = field(default_factory=dict)
+    #: directory user id -> remote id, for reference attributes (manager): read from the
+    #: links by the first batch that needs it, then kept current by each batch's writes
+    remote_ids: dict[str, str] = field(default_factory=dict)
+    links_read: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -121,24 +122,42 @@ class ScimConnector(ScimGroups):
     # -- operations (connectors.base.Connector) -------------------------------------
 
     def list_accounts(self) -> Iterator[AccountPage]:
+        """Page by page. While one page's accounts are validated (in a worker thread), the
+        next page is already being asked for: its startIndex is known as soon as a page
+        arrives, so the app's time and Roster's overlap instead of adding up. The
+        paginator still decides every next request; a guess it disagrees with is dropped.
+        Requests stay on the calling thread, so ``last_operation`` counts them all."""
         self._begin()
         paginator = ScimPaginator(self._page_size)
         params: dict[str, int] | None = paginator.first_request()
-        while params is not None:
-            envelope, resources = self._get_list(params)
-            results = [self._read_listed(index, raw) for index, raw in enumerate(resources)]
-            fresh = paginator.update(
-                total_results=total_results(envelope),
-                start_index=envelope.start_index,
-                ids=[remote_id for remote_id, _ in results],
-            )
-            kept = [pair for pair, new in zip(results, fresh, strict=True) if new]
-            yield AccountPage(
-                accounts=[o for _, o in kept if isinstance(o, Account)],
-                errors=[o for _, o in kept if isinstance(o, str)],
-                unreadable_ids=[i for i, o in kept if isinstance(o, str) and i is not None],
-            )
-            params = paginator.next_request()
+        assert params is not None
+        current = self._get_list(params)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scim-page") as worker:
+            while True:
+                envelope, resources = current
+                checking = worker.submit(self._read_page, resources)
+                guess = _next_page(params, envelope, len(resources))
+                ahead = _Ahead(self._get_list, guess) if guess is not None else None
+                results = checking.result()
+                fresh = paginator.update(
+                    total_results=total_results(envelope),
+                    start_index=envelope.start_index,
+                    ids=[remote_id for remote_id, _ in results],
+                )
+                kept = [pair for pair, new in zip(results, fresh, strict=True) if new]
+                yield AccountPage(
+                    accounts=[o for _, o in kept if isinstance(o, Account)],
+                    errors=[o for _, o in kept if isinstance(o, str)],
+                    unreadable_ids=[i for i, o in kept if isinstance(o, str) and i is not None],
+                )
+                params = paginator.next_request()
+                if params is None:
+                    return
+                agreed = ahead is not None and params == guess
+                current = ahead.result() if ahead is not None and agreed else self._get_list(params)
+
+    def _read_page(self, resources: list[Any]) -> list[tuple[str | None, Account | str]]:
+        return [self._read_listed(index, raw) for index, raw in enumerate(resources)]
 
     def find_account(self, attribute: str, value: str) -> Account | None:
         self._begin()
@@ -165,8 +184,7 @@ class ScimConnector(ScimGroups):
         """409 raises ConflictError: the caller finds the existing account and adopts it."""
         self._begin()
         response = self._request("POST", "/Users", json=to_resource(attributes))
-        raw = read_json("POST", "/Users", response)
-        return self._account("POST /Users", raw, Context.RESOURCE_CREATION_RESPONSE)
+        return self._created(read_json("POST", "/Users", response))
 
     def update_account(self, remote_id: str, changes: Attributes, current: Attributes) -> None:
         self._begin()
@@ -273,6 +291,31 @@ class ScimConnector(ScimGroups):
             return remote_id, f"{label}: {exc}"
         return account.id, account
 
+    def _created(self, raw: Any) -> Account:
+        """RFC 7644 §3.3: a create answers with the account made. Roster keeps only its id
+        (the next listing reads and validates the whole account), so the answer is checked
+        as far as it is read: an object with a usable id, and a single, storable value or
+        none at each mapped path. Validating it with scim2-models as well cost more client
+        CPU than the POST itself (docs/benchmarks.md, "A million users")."""
+        where = "POST /Users"
+        if not isinstance(raw, dict):
+            raise InvalidResponseError(f"{where}: the body is not a User object")
+        remote_id = raw_id(raw)
+        if remote_id is None:
+            raise InvalidResponseError(f"{where}: the User has no id that can be stored")
+        return Account(id=remote_id, attributes=self._flat(where, raw))
+
+    def _flat(self, where: str, resource: dict[str, Any]) -> dict[str, Value]:
+        try:
+            attributes = flatten(resource, self._paths)
+        except ValueError as exc:
+            raise InvalidResponseError(f"{where}: {exc}") from exc
+        if bad := [p for p, v in attributes.items() if isinstance(v, str) and not storable(v)]:
+            raise InvalidResponseError(
+                f"{where}: a NUL or an unpaired surrogate in {', '.join(bad)}"
+            )
+        return attributes
+
     def _account(self, where: str, raw: Any, context: Context) -> Account:
         user = validate(USER_MODEL, where, raw, context)
         if not user.id:
@@ -280,15 +323,7 @@ class ScimConnector(ScimGroups):
         if not usable_id(user.id):
             raise InvalidResponseError(f"{where}: the User's id cannot be stored")
         canonical = user.model_dump(scim_ctx=Context.DEFAULT)  # canonical names, JSON types
-        try:
-            attributes = flatten(canonical, self._paths)
-        except ValueError as exc:
-            raise InvalidResponseError(f"{where}: {exc}") from exc
-        if bad := [p for p, v in attributes.items() if isinstance(v, str) and not storable(v)]:
-            raise InvalidResponseError(
-                f"{where}: a NUL or an unpaired surrogate in {', '.join(bad)}"
-            )
-        return Account(id=user.id, attributes=attributes)
+        return Account(id=user.id, attributes=self._flat(where, canonical))
 
     # -- the wire -------------------------------------------------------------------------
 
@@ -303,6 +338,39 @@ class ScimConnector(ScimGroups):
         """Every request of this connector: ``connectors.wire.Wire.send`` with SCIM's
         status check. Raises the typed errors of connectors.errors."""
         return self._wire.send(method, path, params=params, json=json, check=check_status)
+
+
+def _next_page(
+    params: Mapping[str, int], envelope: ListResponse[Any], received: int
+) -> dict[str, int] | None:
+    """The request ``ScimPaginator`` will most likely make next, or None: advance by what
+    was received while that stays within totalResults."""
+    try:
+        total = total_results(envelope)
+    except InvalidResponseError:
+        return None  # the paginator raises it in its turn
+    start = params["startIndex"] + received
+    if received == 0 or start > total:
+        return None
+    return {"startIndex": start, "count": params["count"]}
+
+
+class _Ahead:
+    """One request made now whose outcome, value or error, is handed over later (an
+    error surfaces only if the page is really wanted)."""
+
+    def __init__(self, request: Callable[[Mapping[str, Any]], Any], params: Mapping[str, Any]):
+        self._value: Any = None
+        self._error: Exception | None = None
+        try:
+            self._value = request(params)
+        except Exception as exc:
+            self._error = exc
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _user_path(remote_id: str) -> str:
