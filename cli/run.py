@@ -274,13 +274,16 @@ def _worth_showing(row: dict[str, Any]) -> bool:
 
 def _print_summary_table(apps: dict[str, Any]) -> None:
     """One column per app, one row per count: it stays readable on a narrow terminal."""
+    from tasks.groupsync import GROUP_SUMMARY_KEYS
     from tasks.report import SUMMARY_KEYS
 
     table = Table("", *apps)
     table.add_row("status", *(str(a.get("status", "?")) for a in apps.values()))
     table.add_row("mode", *(str(a.get("mode", "")) for a in apps.values()))
-    for key in (*SUMMARY_KEYS, "considered"):
-        table.add_row(key, *(str((a.get("summary") or {}).get(key, "")) for a in apps.values()))
+    summaries = [a.get("summary") or {} for a in apps.values()]
+    groups = [k for k in GROUP_SUMMARY_KEYS if any(k in s for s in summaries)]
+    for key in (*SUMMARY_KEYS, "considered", *groups):
+        table.add_row(key, *(str(summary.get(key, "")) for summary in summaries))
     stdout.print(table)
 
 
