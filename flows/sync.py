@@ -10,14 +10,16 @@ lunch break never delays the other apps (``tasks.approval``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as dc_fields
 from datetime import datetime
 from typing import Any, cast
 
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
@@ -38,6 +40,7 @@ from tasks.approval import (
 )
 from tasks.batches import apply_batch, make_batches, work_items
 from tasks.extract import extract_app, extract_directory
+from tasks.fanout import RunnerKind, app_task_runner, fan_out
 from tasks.groupsync import DirectoryGroups, GroupResult, sync_groups
 from tasks.guard import held_only, release_held
 from tasks.health import (
@@ -133,6 +136,8 @@ def sync(
     approval_timeout: int = 3600,
     quarantine_after: int = 3,
     lock_wait: float = 0,
+    parallel_apps: int | None = None,
+    task_runner: RunnerKind | None = None,
 ) -> dict[str, Any]:
     """Bring every configured app (or one) in line with the directory.
 
@@ -140,7 +145,8 @@ def sync(
     when a Prefect server is there to show it (``wait_for_approval`` None); True or False
     forces it. An app failing ``quarantine_after`` runs in a row for one app-level reason
     is quarantined. An app another run is writing to is waited for up to ``lock_wait``
-    seconds, then reported ``locked`` and left alone.
+    seconds, then reported ``locked`` and left alone. Up to ``parallel_apps`` apps run at
+    once on ``task_runner`` (threads or dask); None takes roster.yaml's settings.
     """
     return run_sync(**locals())
 
@@ -155,6 +161,8 @@ def sync_one_app(
     approval_timeout: int = 3600,
     quarantine_after: int = 3,
     lock_wait: float = 0,
+    parallel_apps: int | None = None,
+    task_runner: RunnerKind | None = None,
 ) -> dict[str, Any]:
     """Bring one app in line with the directory: the ``sync-app`` deployment's flow.
 
@@ -173,6 +181,8 @@ def run_sync(
     approval_timeout: int,
     quarantine_after: int,
     lock_wait: float,
+    parallel_apps: int | None = None,
+    task_runner: RunnerKind | None = None,
 ) -> dict[str, Any]:
     """The body of both sync flows, inside a flow run."""
     config = load_config(config_path)
@@ -193,7 +203,7 @@ def run_sync(
             lock_wait=lock_wait,
             groups=read_directory_groups(store) if any(a.uses_groups for a in apps) else None,
         )
-        runs = [sync_app(a, run) for a in apps]
+        runs = sync_apps(apps, run, parallel_apps, task_runner)
         if _ask_for_decisions(runs, run, wait_for_approval):
             decide_held(runs, run, approval_timeout)
         results = {r.app.name: r.result for r in runs}
@@ -201,6 +211,44 @@ def run_sync(
     finally:
         store.dispose()
     return {"run_id": run.run_id, "dry_run": dry_run, "apps": results}
+
+
+def sync_apps(
+    apps: Sequence[AppConfig], run: SyncRun, limit: int | None, kind: RunnerKind | None
+) -> list[AppRun]:
+    """Every app as a task of its own, side by side (``tasks.fanout``), in config order."""
+    kind = RunnerKind(kind or run.config.task_runner)
+    limit = min(limit or run.config.parallel_apps, len(apps))
+    runner = app_task_runner(kind, limit, run.config.dask_address)
+    shared: SyncRun | PortableRun = run if kind is RunnerKind.THREADS else PortableRun.of(run)
+    return fan_out(runner, sync_app_task, apps, lambda a: {"app": a, "run": quote(shared)})
+
+
+@dataclass(frozen=True)
+class PortableRun:
+    """A ``SyncRun`` without its open store, for an app task in another process (Dask),
+    which opens its own store from the URL."""
+
+    database_url: str = field(repr=False)
+    fields: dict[str, Any]
+
+    @classmethod
+    def of(cls, run: SyncRun) -> PortableRun:
+        fields = {f.name: getattr(run, f.name) for f in dc_fields(run) if f.name != "store"}
+        return cls(run.store.engine.url.render_as_string(hide_password=False), fields)
+
+
+@task(name="sync-app", task_run_name="{app.name}", cache_policy=NO_CACHE)
+def sync_app_task(app: AppConfig, run: SyncRun | PortableRun) -> AppRun:
+    """One app's extract, plan, apply and report, as a task the UI shows beside the
+    other apps'."""
+    if isinstance(run, SyncRun):
+        return sync_app(app, run)
+    store = Store(run.database_url)
+    try:
+        return sync_app(app, SyncRun(store=store, **run.fields))
+    finally:
+        store.dispose()
 
 
 def sync_app(app: AppConfig, run: SyncRun) -> AppRun:
