@@ -220,8 +220,10 @@ def sync_apps(
     kind = RunnerKind(kind or run.config.task_runner)
     limit = min(limit or run.config.parallel_apps, len(apps))
     runner = app_task_runner(kind, limit, run.config.dask_address)
-    shared: SyncRun | PortableRun = run if kind is RunnerKind.THREADS else PortableRun.of(run)
-    return fan_out(runner, sync_app_task, apps, lambda a: {"app": a, "run": quote(shared)})
+    # quote(): Prefect would walk the run's frames for every task; Dask would take the
+    # quote (a tuple) apart, and gets a PortableRun, small enough to walk, instead
+    shared: Any = quote(run) if kind is RunnerKind.THREADS else PortableRun.of(run)
+    return fan_out(runner, sync_app_task, apps, lambda a: {"app": a, "run": shared})
 
 
 @dataclass(frozen=True)
