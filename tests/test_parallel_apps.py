@@ -4,7 +4,10 @@ tenants from worker processes."""
 
 from __future__ import annotations
 
+import json
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -15,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 from prefect import flow, task
 
@@ -24,8 +28,10 @@ from flows.sync import PortableRun, sync
 from tasks import session
 from tasks.fanout import RunnerKind, app_task_runner, fan_out
 from tests.scim_apps import TOKEN, InProcessScim, standalone_scim
+from tests.service_support import PrefectServer
 from tests.sync_env import Installation, people
 
+REPO = Path(__file__).resolve().parents[1]
 APPS = ["chat", "wiki", "crm", "hr"]
 
 
@@ -228,3 +234,118 @@ def test_what_crosses_to_dask_pickles_without_the_store(env: Installation) -> No
     assert "store" not in portable.fields
     assert portable.database_url == str(env.store.engine.url.render_as_string(False))
     assert len(portable.fields["users"]) == 30
+
+
+# -- several workers on one work pool ----------------------------------------------------------
+
+
+def _deploy_sync_app(env: dict[str, str]) -> None:
+    """``make deploy``'s commands, for the ``sync-app`` deployment only (``sync-all`` is
+    on a schedule, which has no place in a test)."""
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    for args in (
+        ["work-pool", "create", "roster", "--type", "process"],
+        ["--no-prompt", "deploy", "--name", "sync-app"],
+    ):
+        done = subprocess.run([prefect, *args], env=env, cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _post(server: PrefectServer, path: str, body: dict[str, Any]) -> Any:
+    """POST, retried on 503: Prefect's server answers it for errors a client may retry
+    (its SQLite busy, on a loaded machine), and Prefect's own client retries too."""
+    for _ in range(30):
+        response = httpx.post(f"{server.api_url}{path}", json=body, timeout=30)
+        if response.status_code != 503:
+            response.raise_for_status()
+            return response.json()
+        time.sleep(1)
+    response.raise_for_status()
+
+
+def _start_runs(server: PrefectServer, params: list[dict[str, Any]]) -> list[str]:
+    deployment = server.deployment("sync-app", "sync-app")
+    path = f"/deployments/{deployment['id']}/create_flow_run"
+    return [str(_post(server, path, {"parameters": p})["id"]) for p in params]
+
+
+def _finished(server: PrefectServer, ids: list[str]) -> list[dict[str, Any]] | None:
+    runs = list(_post(server, "/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}}))
+    states = [r["state_type"] for r in runs]
+    if any(s in ("FAILED", "CRASHED", "CANCELLED") for s in states):
+        raise AssertionError(f"a sync-app run did not complete: {states}")
+    return runs if states == ["COMPLETED"] * len(ids) else None
+
+
+def _overlap(runs: list[dict[str, Any]]) -> bool:
+    (a, b) = ((datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"]))
+              for r in runs)  # fmt: skip
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def _taken_by(logs: list[Path], flow_run_id: str) -> list[int]:
+    """Which workers (by index) ran the flow run: both may reach for a run, and the
+    server lets one have it (the other logs that it aborted its submission)."""
+    took = []
+    for n, log in enumerate(logs):
+        text = log.read_text()
+        if f"submitting flow run '{flow_run_id}'" in text and (
+            f"Aborted submission of flow run '{flow_run_id}'" not in text
+        ):
+            took.append(n)
+    return took
+
+
+@pytest.mark.service
+def test_two_process_workers_share_sync_app_runs_and_the_lock_keeps_one_writer(
+    tmp_path: Path,
+) -> None:
+    """Two ``prefect worker start --pool roster`` processes (one run each at a time) on one
+    Prefect server: runs of two apps go to different workers and overlap; two runs of the
+    same app also overlap, and the app lock makes the second wait, so every person has
+    exactly one account."""
+    from tests.service_support import background, make_site, poll, prefect_server
+
+    apps = ["chat", "wiki"]
+    with standalone_scim(apps) as scim_root, prefect_server(tmp_path / "server") as server:
+        site = make_site(tmp_path / "site", server, scim_root, apps, 150, synced=False)
+        env = {**site.env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
+        _deploy_sync_app(env)
+        logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+        command = [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool",
+                   "roster", "--type", "process", "--limit", "1"]  # fmt: skip
+        with (
+            background([*command, "--name", "w0"], env=env, cwd=REPO, log=logs[0]),
+            background([*command, "--name", "w1"], env=env, cwd=REPO, log=logs[1]),
+        ):
+            same = _start_runs(server, [{"app": "chat", "lock_wait": 300}] * 2)
+            same_runs = poll(lambda: _finished(server, same), timeout=240, interval=1)
+            other = _start_runs(server, [{"app": "wiki"}, {"app": "chat"}])
+            other_runs = poll(lambda: _finished(server, other), timeout=240, interval=1)
+        for runs in (same_runs, other_runs):
+            assert _overlap(runs), [(r["start_time"], r["end_time"]) for r in runs]
+        for pair in (same, other):
+            assert sorted(n for run_id in pair for n in _taken_by(logs, run_id)) == [0, 1]
+        for app in apps:
+            names = _listed(scim_root, app)
+            assert names == sorted(set(names)) and len(names) == 150, app
+        created = _created_by_flow_run(site.root / "roster.db")
+        assert sorted(created[run_id]["chat"] for run_id in same) == [0, 150]
+        assert created[other[0]]["wiki"] == 150 and created[other[1]]["chat"] == 0
+
+
+def _created_by_flow_run(database: Path) -> dict[str, dict[str, int]]:
+    """Accounts each sync created, per app, from Roster's run records."""
+    store = Store(f"sqlite:///{database}")
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT flow_run_id, summary FROM runs WHERE kind = 'sync'")
+            ).all()
+    finally:
+        store.dispose()
+    found = {}
+    for flow_run_id, summary in rows:
+        apps = json.loads(summary) if isinstance(summary, str) else summary
+        found[flow_run_id] = {a: r["summary"]["created"] for a, r in apps.items()}
+    return found
