@@ -383,7 +383,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], started: str) -> N
         by_phase[phase][label] = o
     for phase, contenders in by_phase.items():
         labels = list(contenders)
-        for first, second in ((labels[0], labels[1]), (labels[2], labels[3]))[: len(labels) // 2]:
+        for first, second in zip(labels[::2], labels[1::2], strict=False):
             a, b = contenders[first], contenders[second]
             print(f"  {phase}: {first} {a.wall:.1f} s / {second} {b.wall:.1f} s ="
                   f" ratio {a.wall / b.wall:.2f}")  # fmt: skip
