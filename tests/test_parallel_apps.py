@@ -298,7 +298,7 @@ def _taken_by(logs: list[Path], flow_run_id: str) -> list[int]:
 
 
 @pytest.mark.service
-@pytest.mark.chaos  # 60-150 s on the shared 2-core machine: `make chaos` runs it
+@pytest.mark.chaos  # 38 s quiet, 170 s at load 14 on 2 cores: `make chaos` runs it
 def test_two_process_workers_share_sync_app_runs_and_the_lock_keeps_one_writer(
     tmp_path: Path,
 ) -> None:
