@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -32,6 +33,15 @@ DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Plan and report; send no write to any app.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+
+
+class TaskRunnerName(StrEnum):
+    """``--task-runner`` (tasks.fanout.RunnerKind, without importing Prefect to parse it)."""
+
+    threads = "threads"
+    dask = "dask"
+
+
 #: app statuses that make ``roster sync`` exit 1
 FAILING = ("failed", "stopped", "quarantined", "locked")
 
@@ -71,11 +81,29 @@ def sync_command(
             " Drift made inside apps waits for the next full sync.",
         ),
     ] = False,
+    parallel_apps: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel-apps",
+            min=1,
+            metavar="N",
+            help="Sync up to N apps at once (default: parallel_apps in roster.yaml, else 4).",
+        ),
+    ] = None,
+    task_runner: Annotated[
+        TaskRunnerName | None,
+        typer.Option(
+            "--task-runner",
+            help="Run the apps in threads of this process, or on Dask (prefect-dask)"
+            " (default: task_runner in roster.yaml, else threads).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring every app (or one) in line with the directory."""
     _check_config(ctx, app)
     from flows.sync import sync
+    from tasks.fanout import RunnerKind
 
     result = _run_flow(
         lambda: sync(
@@ -86,6 +114,8 @@ def sync_command(
             approval_timeout=approval_timeout * 60,
             lock_wait=wait_for_lock,
             mode="incremental" if incremental else "full",
+            parallel_apps=parallel_apps,
+            task_runner=RunnerKind(task_runner.value) if task_runner else None,
         ),
         "Syncing",
     )

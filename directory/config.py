@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -103,6 +110,13 @@ class RosterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database_url: str | None = None
+    #: apps reconciled at once in one sync (each app's own ``concurrency`` is per request)
+    parallel_apps: int = Field(default=4, ge=1, le=256)
+    #: where the apps' tasks run: ``threads`` in the flow's process, or ``dask``
+    #: (prefect-dask: a local cluster, or the one at ``dask_address``)
+    task_runner: Literal["threads", "dask"] = "threads"
+    #: a running Dask scheduler (``tcp://host:8786``) for ``task_runner: dask``
+    dask_address: str | None = None
     safety: Safety = Field(default_factory=lambda: Safety.model_validate({}))
     apps: list[AnyAppConfig] = Field(default_factory=list)
 
@@ -132,6 +146,12 @@ class RosterConfig(BaseModel):
         if duplicates:
             raise ValueError(f"app names must be unique: {', '.join(duplicates)}")
         return apps
+
+    @model_validator(mode="after")
+    def _dask_address_needs_dask(self) -> RosterConfig:
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError("dask_address is set but task_runner is not dask")
+        return self
 
     def app(self, name: str) -> AppConfig:
         for app in self.apps:

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as dc_fields
 from datetime import datetime
 from typing import Any, Literal, cast
 
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from connectors.errors import ConnectorError
@@ -45,6 +47,7 @@ from tasks.approval import (
 )
 from tasks.batches import apply_batch, make_batches, work_items
 from tasks.extract import extract_app, extract_directory
+from tasks.fanout import RunnerKind, app_task_runner, fan_out
 from tasks.groupsync import DirectoryGroups, GroupResult, sync_groups
 from tasks.guard import held_only, release_held
 from tasks.health import (
@@ -159,6 +162,8 @@ def sync(
     quarantine_after: int = 3,
     lock_wait: float = 0,
     mode: Mode = "full",
+    parallel_apps: int | None = None,
+    task_runner: RunnerKind | None = None,
 ) -> dict[str, Any]:
     """Bring every configured app (or one) in line with the directory.
 
@@ -168,6 +173,8 @@ def sync(
     is quarantined. An app another run is writing to is waited for up to ``lock_wait``
     seconds, then reported ``locked`` and left alone. ``mode="incremental"`` plans only
     the users changed since each app's last successful run (see the module docstring).
+    Up to ``parallel_apps`` apps run at once on ``task_runner`` (threads or dask); None
+    takes roster.yaml's settings.
     """
     return run_sync(**locals())
 
@@ -183,6 +190,8 @@ def sync_one_app(
     quarantine_after: int = 3,
     lock_wait: float = 0,
     mode: Mode = "full",
+    parallel_apps: int | None = None,
+    task_runner: RunnerKind | None = None,
 ) -> dict[str, Any]:
     """Bring one app in line with the directory: the ``sync-app`` deployment's flow.
 
@@ -202,6 +211,8 @@ def run_sync(
     quarantine_after: int,
     lock_wait: float,
     mode: Mode = "full",
+    parallel_apps: int | None = None,
+    task_runner: RunnerKind | None = None,
 ) -> dict[str, Any]:
     """The body of both sync flows, inside a flow run."""
     sync_mode = SyncMode(mode)
@@ -226,7 +237,7 @@ def run_sync(
             started=started,
             groups=read_directory_groups(store) if any(a.uses_groups for a in apps) else None,
         )
-        runs = [sync_app(a, run) for a in apps]
+        runs = sync_apps(apps, run, parallel_apps, task_runner)
         if _ask_for_decisions(runs, run, wait_for_approval):
             decide_held(runs, run, approval_timeout)
         results = {r.app.name: r.result for r in runs}
@@ -234,6 +245,51 @@ def run_sync(
     finally:
         store.dispose()
     return {"run_id": run.run_id, "dry_run": dry_run, "mode": str(sync_mode), "apps": results}
+
+
+def sync_apps(
+    apps: Sequence[AppConfig], run: SyncRun, limit: int | None, kind: RunnerKind | None
+) -> list[AppRun]:
+    """Every app as a task of its own, side by side (``tasks.fanout``), in config order."""
+    kind = RunnerKind(kind or run.config.task_runner)
+    limit = min(limit or run.config.parallel_apps, len(apps))
+    runner = app_task_runner(kind, limit, run.config.dask_address)
+    # quote(): Prefect would walk the run's frames for every task; Dask would take the
+    # quote (a tuple) apart, and gets a PortableRun, small enough to walk, instead
+    shared: Any = quote(run) if kind is RunnerKind.THREADS else PortableRun.of(run)
+    return fan_out(runner, sync_app_task, apps, lambda a: {"app": a, "run": shared})
+
+
+@dataclass(frozen=True)
+class PortableRun:
+    """A ``SyncRun`` without its open store, for an app task in another process (Dask),
+    which opens its own store from the URL."""
+
+    database_url: str = field(repr=False)
+    fields: dict[str, Any]
+
+    @classmethod
+    def of(cls, run: SyncRun) -> PortableRun:
+        # neither the open store nor the run's own locks cross to another process
+        fields = {
+            f.name: getattr(run, f.name)
+            for f in dc_fields(run)
+            if f.name != "store" and not f.name.startswith("_")
+        }
+        return cls(run.store.engine.url.render_as_string(hide_password=False), fields)
+
+
+@task(name="sync-app", task_run_name="{app.name}", cache_policy=NO_CACHE)
+def sync_app_task(app: AppConfig, run: SyncRun | PortableRun) -> AppRun:
+    """One app's extract, plan, apply and report, as a task the UI shows beside the
+    other apps'."""
+    if isinstance(run, SyncRun):
+        return sync_app(app, run)
+    store = Store(run.database_url)
+    try:
+        return sync_app(app, SyncRun(store=store, **run.fields))
+    finally:
+        store.dispose()
 
 
 def sync_app(app: AppConfig, run: SyncRun) -> AppRun:

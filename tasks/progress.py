@@ -1,10 +1,15 @@
 """Progress of a long apply, shown twice from one source: a Prefect progress artifact
 (updated after each batch, visible in the UI while the run goes on) and any in-process
 listener, such as the CLI's rich progress bar.
+
+Apps apply side by side in threads of one process (``tasks.fanout``): each app has its own
+``ApplyProgress`` and artifact, and listeners are called from the app's thread, so a
+listener must be thread-safe. Registration is guarded by a lock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -14,12 +19,19 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 #: (app, accounts done, accounts planned) -> None; the CLI registers one while a flow runs
 Listener = Callable[[str, int, int], None]
 _listeners: list[Listener] = []
+_registering = threading.Lock()
 
 
 def add_listener(listener: Listener) -> Callable[[], None]:
     """Register ``listener``; returns a function that removes it."""
-    _listeners.append(listener)
-    return lambda: _listeners.remove(listener)
+    with _registering:
+        _listeners.append(listener)
+
+    def remove() -> None:
+        with _registering:
+            _listeners.remove(listener)
+
+    return remove
 
 
 @dataclass
@@ -52,5 +64,7 @@ class ApplyProgress:
         return 100.0 if not self.total else round(100.0 * self.done / self.total, 1)
 
     def _notify(self) -> None:
-        for listener in list(_listeners):
+        with _registering:
+            listeners = list(_listeners)
+        for listener in listeners:
             listener(self.app, self.done, self.total)
