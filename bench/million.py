@@ -40,6 +40,7 @@ from typing import Any
 
 from bench.common import machine
 from bench.staticscim import person, remote_id, user_id
+from directory.fields import DIRECTORY_FIELDS
 
 APP = "bench"
 DATABASE = "roster_bench"
@@ -101,19 +102,7 @@ def seed(url: str, users: int) -> float:
 
 def _tables(users: int) -> list[tuple[str, list[str], Iterator[list[Any]]]]:
     stamp = "2026-01-01 00:00:00+00"
-    user_columns = [
-        "id",
-        "user_name",
-        "email",
-        "given_name",
-        "family_name",
-        "display_name",
-        "department",
-        "title",
-        "employee_number",
-        "manager",
-        "active",
-    ]
+    user_columns = ["id", *DIRECTORY_FIELDS[1:]]  # the users table's columns
 
     def user_rows() -> Iterator[list[Any]]:
         for i in range(users):
@@ -215,9 +204,8 @@ def run_child(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 @contextmanager
 def static_app(users: int, token: str) -> Iterator[str]:
     """``bench.staticscim`` on a free port; yields its base URL."""
-    import httpx
 
-    from tests.scim_apps import free_port
+    from tests.scim_apps import free_port, wait_until_serving
 
     port = free_port()
     env = {**os.environ, TOKEN_ENV: token}
@@ -225,15 +213,7 @@ def static_app(users: int, token: str) -> Iterator[str]:
     proc = subprocess.Popen([*command, "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/_bench/requests", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("bench.staticscim did not start") from None
-                time.sleep(0.1)
+        wait_until_serving(proc, f"{base}/_bench/requests", "bench.staticscim")
         yield base
     finally:
         proc.terminate()

@@ -123,16 +123,22 @@ def standalone_scim(tenants: list[str], token: str = TOKEN) -> Iterator[str]:
     )
     root = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{root}/{tenants[0]}/v2/ServiceProviderConfig", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("scim2-server did not start") from None
-                time.sleep(0.1)
+        wait_until_serving(proc, f"{root}/{tenants[0]}/v2/ServiceProviderConfig", "scim2-server")
         yield root
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def wait_until_serving(proc: subprocess.Popen, url: str, name: str, timeout: float = 30) -> None:
+    """Wait until ``url`` answers (any status); RuntimeError if ``proc`` exits first or
+    ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.1)
