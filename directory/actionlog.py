@@ -8,7 +8,7 @@ ids handed back in row order on SQLite and PostgreSQL alike (see ``ActionLog._se
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -157,9 +157,12 @@ class ActionLogMixin:
                 _check_ids_exist(conn, [row["b_id"] for row in batch])
                 conn.execute(_RECORD_OUTCOME, batch)
 
-    def succeeded_user_ids(self, run_id: str, app: str, action: str) -> set[str]:
+    def succeeded_user_ids(
+        self, run_id: str, app: str, action: str, among: Iterable[str] | None = None
+    ) -> set[str]:
         """Users whose ``action`` this run already carried out (succeeded, or adopted the
-        account it would have created), so a retried batch skips them."""
+        account it would have created), so a retried batch skips them. ``among``: only
+        these users (a batch's), so each batch's check costs its own size, not the run's."""
         stmt = sa.select(ActionLog.user_id).where(
             ActionLog.run_id == run_id,
             ActionLog.app == app,
@@ -167,8 +170,13 @@ class ActionLogMixin:
             ActionLog.outcome.in_([Outcome.SUCCEEDED.value, Outcome.ADOPTED.value]),
             ActionLog.user_id.is_not(None),
         )
+        found: set[str] = set()
         with self.engine.connect() as conn:
-            return {user_id for user_id in conn.scalars(stmt) if user_id is not None}
+            if among is None:
+                return {user_id for user_id in conn.scalars(stmt) if user_id is not None}
+            for chunk in batched(dict.fromkeys(among)):
+                found.update(conn.scalars(stmt.where(ActionLog.user_id.in_(chunk))))
+        return found
 
     def read_actions(
         self,

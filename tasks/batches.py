@@ -114,7 +114,8 @@ def _by_depth(items: list[WorkItem], references: Sequence[str]) -> list[list[Wor
 def apply_batch(store: Store, ctx: ApplyContext, run_id: str, batch: Batch) -> int:
     """Apply one batch; returns how many accounts it applied. See ``tasks.apply``."""
     app = ctx.app.name
-    done = store.succeeded_user_ids(run_id, app, batch.action.value)
+    users = [item.user_id for item in batch.items]
+    done = store.succeeded_user_ids(run_id, app, batch.action.value, among=users)
     items = [item for item in batch.items if item.user_id not in done]
     if batch.action in GRANTING:
         items = _skip_offboarded(store, run_id, app, items)

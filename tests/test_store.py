@@ -268,6 +268,8 @@ def test_record_outcomes_in_bulk(store: Store) -> None:
         f"u{n}" for n in range(1200) if n != 1
     }
     assert store.succeeded_user_ids(run_id, "chat", "update") == set()
+    among = [f"u{n}" for n in (0, 1, 2, 1100)] + ["someone-else"]
+    assert store.succeeded_user_ids(run_id, "chat", "create", among=among) == {"u0", "u2", "u1100"}
 
 
 def test_record_outcomes_keeps_a_known_remote_id(store: Store) -> None:
