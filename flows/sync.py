@@ -253,10 +253,14 @@ def sync_apps(
     """Every app as a task of its own, side by side (``tasks.fanout``), in config order."""
     kind = RunnerKind(kind or run.config.task_runner)
     limit = min(limit or run.config.parallel_apps, len(apps))
-    runner = app_task_runner(kind, limit, run.config.dask_address)
     # quote(): Prefect would walk the run's frames for every task; Dask would take the
     # quote (a tuple) apart, and gets a PortableRun, small enough to walk, instead
     shared: Any = quote(run) if kind is RunnerKind.THREADS else PortableRun.of(run)
+    if kind is RunnerKind.THREADS and limit == 1:
+        # one at a time: in the flow's own thread, no pool (and profilers see the work)
+        states = [sync_app_task(app=app, run=shared, return_state=True) for app in apps]
+        return [state.result() for state in states]  # a crash, after every app ran
+    runner = app_task_runner(kind, limit, run.config.dask_address)
     return fan_out(runner, sync_app_task, apps, lambda a: {"app": a, "run": shared})
 
 

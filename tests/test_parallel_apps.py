@@ -113,6 +113,25 @@ def test_a_failing_app_blocks_no_other(env: Installation, monkeypatch: pytest.Mo
     assert all(len(env.accounts(app)) == 30 for app in ("chat", "wiki", "hr"))
 
 
+def test_one_at_a_time_a_crashing_app_still_lets_the_next_apps_run(
+    env: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.sync as sync_module
+
+    real = sync_module.sync_app
+
+    def crash_first(app: Any, run: Any) -> Any:
+        if app.name == "chat":
+            raise RuntimeError("chat crashed")
+        return real(app, run)
+
+    monkeypatch.setattr(sync_module, "sync_app", crash_first)
+    with pytest.raises(RuntimeError, match="chat crashed"):
+        sync(config_path=env.config_path, parallel_apps=1)
+    assert env.accounts("chat") == {}
+    assert all(len(env.accounts(app)) == 30 for app in ("wiki", "crm", "hr"))
+
+
 def test_a_crashing_task_is_raised_only_after_the_others_finished(
     prefect_harness: None,
 ) -> None:
