@@ -71,6 +71,20 @@ class Killer:
         with self.lock:
             self.armed = False
 
+    def settle(self, quiet: float = 1.0, timeout: float = 15.0) -> None:
+        """Wait until no write has reached the app for ``quiet`` seconds: the proxy still
+        forwards the writes that were in flight at the kill (several, with apps synced
+        side by side), and a loaded machine answers them late."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            with self.lock:
+                count = len(self.writes)
+            if count == seen:
+                return
+            seen = count
+            time.sleep(quiet)
+
     def __call__(self, method: str, path: str) -> None:
         if method not in WRITES:
             return
@@ -206,7 +220,7 @@ def kill_sync_at(site: Site, target: int, trial: int) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
     finally:
-        time.sleep(0.5)  # writes already in flight land (or not) before recording stops
+        site.killer.settle()  # writes already in flight land (or not) before recording stops
         site.killer.disarm()
     assert site.killer.killed.is_set(), f"exited {code} before write {target}:\n{tail(log)}"
     assert code == -signal.SIGKILL
