@@ -397,6 +397,7 @@ def keep_groups(app_run: AppRun, connector: Any, run: SyncRun) -> None:
             run.run_id,
             cast(Any, quote(run.groups)),
             cast(Any, quote(in_scope)),
+            cast(Any, quote(run.directory())),
             run.config.safety_for(app_run.app),
             dry_run=run.dry_run,
             account_hold=planned.hold_reasons if held else [],

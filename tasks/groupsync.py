@@ -90,21 +90,24 @@ def sync_groups(
     run_id: str,
     directory: DirectoryGroups,
     in_scope: Sequence[str],
+    users: pd.DataFrame,
     safety: Safety,
     *,
     dry_run: bool,
     account_hold: Sequence[str] = (),
     approve_held: bool = False,
 ) -> GroupResult:
-    """Bring the app's groups in line with the directory's (``app.push_groups``)."""
+    """Bring the app's groups in line with the directory's (``app.push_groups``).
+    ``users``: the directory's users (``user_id``, ``user_name``), for names in reports."""
     push = app.push_groups
     assert push is not None
-    names = _user_names(store, app.name)
+    links = store.read_links(app.name)  # after this run's account writes
+    names = _user_names(links, users)
     inputs = GroupInputs(
         groups=directory.groups,
         members=directory.members,
         assigning=store.read_app_groups(app.name),
-        accounts=_accounts(store, app.name, in_scope),
+        accounts=_accounts(links, in_scope),
     )
     app_groups = [group for page in connector.list_groups() for group in page]
     plan, notes = plan_groups(inputs, push, app_groups, store.read_group_links(app.name))
@@ -125,19 +128,15 @@ def sync_groups(
     )
 
 
-def _accounts(store: Store, app: str, in_scope: Sequence[str]) -> dict[str, str]:
-    """user_id -> account id for the people in scope whose account Roster manages, as
-    the links say after this run's account writes."""
-    links = store.read_links(app)
+def _accounts(links: pd.DataFrame, in_scope: Sequence[str]) -> dict[str, str]:
+    """user_id -> account id for the people in scope whose account Roster manages."""
     active = links[(links["status"] == "active") & links["user_id"].isin(list(in_scope))]
     return dict(zip(active["user_id"], active["remote_id"], strict=True))
 
 
-def _user_names(store: Store, app: str) -> dict[str, str]:
+def _user_names(links: pd.DataFrame, users: pd.DataFrame) -> dict[str, str]:
     """account id -> the person's user_name, so reports name people, not ids."""
-    links = store.read_links(app)
-    users = store.read_users()[["user_id", "user_name"]]
-    named = links.merge(users, on="user_id", how="inner")
+    named = links.merge(users[["user_id", "user_name"]], on="user_id", how="inner")
     return dict(zip(named["remote_id"], named["user_name"], strict=True))
 
 
