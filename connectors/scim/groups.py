@@ -10,7 +10,7 @@ filtered path, ``members[value eq "id"]``, one operation per member, since RFC 7
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -29,25 +29,11 @@ CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 class ScimGroups:
     """The group operations of ``ScimConnector``, over its one request entry point."""
 
+    # provided by ScimConnector: its paging size and its one request entry point
     _page_size: int
-
-    def _begin(self) -> None:
-        raise NotImplementedError
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> httpx.Response:
-        raise NotImplementedError
-
-    def _get_list(
-        self, params: Mapping[str, Any], endpoint: str = "/Users", model: Any = None
-    ) -> tuple[ListResponse[Any], list[Any]]:
-        raise NotImplementedError
+    _begin: Callable[[], None]
+    _request: Callable[..., httpx.Response]
+    _get_list: Callable[..., tuple[ListResponse[Any], list[Any]]]
 
     def list_groups(self) -> Iterator[list[AppGroup]]:
         """Every group with its members. One malformed group fails the listing: a group
