@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from directory.models import GroupApp, GroupLink, utcnow
-from directory.queries import batched, check_app_name, read_frame, upsert
+from directory.queries import batched, check_app_name, read_frame, upsert_many
 
 GROUP_LINK_COLUMNS = ["group_id", "remote_id", "display_name"]
 
@@ -53,17 +53,13 @@ class GroupLinkMixin:
             for row in rows
         ]
         with self.engine.begin() as conn:
-            for batch in batched(values):
-                stmt = upsert(conn, GroupLink)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[GroupLink.group_id, GroupLink.app],
-                    set_={
-                        "remote_id": stmt.excluded.remote_id,
-                        "display_name": stmt.excluded.display_name,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
-                )
-                conn.execute(stmt, batch)
+            upsert_many(
+                conn,
+                GroupLink,
+                values,
+                keys=[GroupLink.group_id, GroupLink.app],
+                update=["remote_id", "display_name", "updated_at"],
+            )
 
     def delete_group_links(self, app: str, group_ids: Iterable[int]) -> None:
         with self.engine.begin() as conn:

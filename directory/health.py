@@ -25,7 +25,7 @@ from directory.actionlog import Outcome
 from directory.errors import DirectoryError
 from directory.models import AccountRetry, ActionLog, utcnow
 from directory.models import AppHealth as AppHealthRow
-from directory.queries import aware, batched, check_app_name, plain, read_frame, upsert
+from directory.queries import aware, batched, check_app_name, plain, read_frame, upsert, upsert_many
 
 RETRY_COLUMNS = [
     "app",
@@ -143,15 +143,8 @@ class AppStateMixin:
         check_app_name(app)
         values = [{"app": app, **{c: plain(row.get(c)) for c in RETRY_COLUMNS[1:]}} for row in rows]
         with self.engine.begin() as conn:
-            for batch in batched(values):
-                stmt = upsert(conn, AccountRetry)
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[AccountRetry.app, AccountRetry.user_id],
-                        set_={c: getattr(stmt.excluded, c) for c in RETRY_COLUMNS[2:]},
-                    ),
-                    batch,
-                )
+            keys = [AccountRetry.app, AccountRetry.user_id]
+            upsert_many(conn, AccountRetry, values, keys=keys, update=RETRY_COLUMNS[2:])
 
     def clear_account_retries(self, app: str, user_ids: Iterable[str]) -> None:
         with self.engine.begin() as conn:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -226,6 +226,22 @@ def upsert(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def upsert_many(
+    conn: Connection,
+    table: Any,
+    rows: Iterable[Mapping[str, Any]],
+    keys: Sequence[Any],
+    update: Sequence[str],
+) -> None:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` the ``update`` columns to the new row's
+    values, ``BATCH_SIZE`` rows per statement. Rows must not repeat a key within a batch
+    (PostgreSQL refuses a statement that touches one row twice)."""
+    for batch in batched(rows):
+        stmt = upsert(conn, table)
+        excluded = {column: getattr(stmt.excluded, column) for column in update}
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=excluded), batch)
 
 
 def check_app_name(app: str) -> str:

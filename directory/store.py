@@ -48,7 +48,7 @@ from directory.queries import (
     plain,
     read_frame,
     read_users_frame,
-    upsert,
+    upsert_many,
 )
 from directory.watermarks import WatermarkMixin
 
@@ -188,18 +188,13 @@ class Store(
             for row in rows
         }
         with self.engine.begin() as conn:
-            for batch in batched(latest.values()):
-                stmt = upsert(conn, Link)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[Link.user_id, Link.app],
-                    set_={
-                        "remote_id": stmt.excluded.remote_id,
-                        "attr_hash": stmt.excluded.attr_hash,
-                        "status": stmt.excluded.status,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
-                )
-                conn.execute(stmt, batch)
+            upsert_many(
+                conn,
+                Link,
+                latest.values(),
+                keys=[Link.user_id, Link.app],
+                update=["remote_id", "attr_hash", "status", "updated_at"],
+            )
 
     def delete_links(self, app: str, user_ids: Iterable[str]) -> None:
         with self.engine.begin() as conn:
