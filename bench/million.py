@@ -449,8 +449,10 @@ def report_noop(
         failures.append(f"no-op: the server saw {writes} writes")
     if noop["status"] != "ok":
         failures.append(f"no-op: status {noop['status']}")
-    planned = {k: v for k, v in summary.items() if k not in ("unchanged", "waiting") and v}
-    if summary.get("unchanged") != users or planned:
+    # ``considered`` counts who the run judged (all of them here), not a change
+    idle = ("unchanged", "waiting", "considered")
+    planned = {k: v for k, v in summary.items() if k not in idle and v}
+    if summary.get("unchanged") != users or summary.get("considered") != users or planned:
         failures.append(f"no-op: expected {users} unchanged and nothing else, got {summary}")
     return failures
 

@@ -120,7 +120,9 @@ def sync_command(
         "Syncing",
     )
     if as_json:
-        print(json.dumps(result, default=str))
+        from tasks.report import jsonable  # the flow imported it already
+
+        print(json.dumps(result, default=jsonable))
         return
     _print_sync(result)
     if any(a.get("status") in FAILING for a in result["apps"].values()):
@@ -142,7 +144,9 @@ def offboard_command(
         f"Offboarding {user}",
     )
     if as_json:
-        print(json.dumps(result, default=str))
+        from tasks.report import jsonable  # the flow imported it already
+
+        print(json.dumps(result, default=jsonable))
         return
     _print_offboard(result)
     if any(a.get("outcome") == "failed" for a in result["apps"].values()):

@@ -62,6 +62,7 @@ from tasks.incremental import extract_changes, full_run_reason, settings_hash
 from tasks.locks import app_lock, lock_holder
 from tasks.progress import ApplyProgress
 from tasks.report import (
+    ReportRows,
     config_warnings,
     drift_rows,
     publish_report,
@@ -241,10 +242,18 @@ def run_sync(
         if _ask_for_decisions(runs, run, wait_for_approval):
             decide_held(runs, run, approval_timeout)
         results = {r.app.name: r.result for r in runs}
-        store.finish_run(run.run_id, results)
+        store.finish_run(run.run_id, _storable(results))
     finally:
         store.dispose()
     return {"run_id": run.run_id, "dry_run": dry_run, "mode": str(sync_mode), "apps": results}
+
+
+def _storable(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The apps' results as plain JSON values for the run's record."""
+    return {
+        name: {k: v.as_list() if isinstance(v, ReportRows) else v for k, v in result.items()}
+        for name, result in results.items()
+    }
 
 
 def sync_apps(
@@ -477,7 +486,7 @@ def report_app(
         "mode": str(app_run.mode),
         "summary": summary,
         "notes": notes,
-        "drift": rows,
+        "drift": ReportRows(rows),  # Prefect would walk a list of them (tasks.report)
     }
     if traffic is not None:
         result["traffic"] = asdict(traffic)

@@ -36,7 +36,11 @@ def test_sync_json_is_exactly_one_document_on_stdout(env: Installation) -> None:
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["apps"]["chat"]["summary"]["created"] == 6
+    drift = document["apps"]["chat"]["drift"]  # rows, not the text of a Python object
+    assert sorted(row["user"] for row in drift) == [f"user{i:04}" for i in range(6)]
     assert TOKEN not in result.stdout + result.stderr
+    run = json.loads(roster(env, "report", "--json").stdout)["run"]  # the run's record
+    assert run["summary"]["chat"]["drift"] == drift
 
 
 def test_sync_prints_a_summary_table_and_dry_run_says_so(env: Installation) -> None:

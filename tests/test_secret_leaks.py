@@ -27,6 +27,7 @@ from directory.config import DEFAULT_MAPPING, ConfigError
 from flows.sync import sync
 from tasks import session
 from tasks.apply import AppStopped, BatchIncomplete
+from tasks.report import jsonable
 from tests.leak_support import (
     EchoingApp,
     ExceptionSpy,
@@ -158,7 +159,7 @@ def test_no_token_in_logs_artifacts_results_reports_rows_or_exceptions(
     places: dict[str, list[str]] = {
         "log records": logs.lines,
         **prefect,
-        "flow result": [json.dumps(first, default=str)],
+        "flow result": [json.dumps(first, default=jsonable)],
         "CLI output": [cli_sync, cli_offboard, *outputs.values()],
         "action log rows": [json.dumps(r, default=str) for r in actions.to_dict("records")],
         "database rows": database_rows(env.store.engine),

@@ -9,6 +9,7 @@ import pytest
 
 from flows.sync import sync, sync_one_app
 from tasks import session
+from tasks.report import jsonable
 from tests.faults import CorruptListedUser
 from tests.scim_apps import TOKEN
 from tests.sync_env import Installation, people, person
@@ -225,7 +226,11 @@ def test_the_token_appears_in_no_log_record_and_no_result(
         finally:
             del os.environ["BAD_TOKEN"]
     assert failed["apps"]["chat"]["status"] == "failed"
-    texts = [caplog.text, json.dumps(result, default=str), json.dumps(failed, default=str)]
+    texts = [
+        caplog.text,
+        json.dumps(result, default=jsonable),
+        json.dumps(failed, default=jsonable),
+    ]
     actions = env.store.read_actions()
     texts.append(actions.to_json(date_format="iso"))
     assert not [t for t in texts if TOKEN in t]
