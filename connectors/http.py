@@ -15,6 +15,7 @@ import os
 import ssl
 import time
 from collections.abc import Generator
+from http.cookiejar import CookieJar
 from typing import Any
 
 import httpx
@@ -60,6 +61,19 @@ class BearerAuth(httpx.Auth):
     __str__ = __repr__
 
 
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing. Apps are reached with a header (a bearer token,
+    basic or an API key), never a session cookie, and a cookie an app or its load
+    balancer sets is not sent back. httpx reads every answer into its jar otherwise:
+    about 20 µs of CPU per request, more than the rest of Roster's wire."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Any) -> None:
+        return None
+
+
 def build_client(
     base_url: str,
     token: str | SecretStr | None,
@@ -94,6 +108,7 @@ def build_client(
         verify=tls_verification(verify_tls, ca_bundle),
         limits=limits,
         transport=transport,
+        cookies=NoCookies(),
     )
 
 

@@ -71,7 +71,7 @@ from tasks.report import (
     unreadable_rows,
     with_outcomes,
 )
-from tasks.session import current_flow_run_id, open_connector, open_store
+from tasks.session import current_flow_run_id, open_connector, open_store, settle_memory
 from tasks.steps import (
     AppPlan,
     log_held,
@@ -216,6 +216,7 @@ def run_sync(
     task_runner: RunnerKind | None = None,
 ) -> dict[str, Any]:
     """The body of both sync flows, inside a flow run."""
+    settle_memory()
     sync_mode = SyncMode(mode)
     config = load_config(config_path)
     apps = [config.app(app)] if app else config.apps

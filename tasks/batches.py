@@ -29,7 +29,9 @@ APPLY_ORDER = (
     PlannedAction.DELETE,
     PlannedAction.UNLINK,
 )
-BATCH_SIZE = 250
+#: accounts per apply task: a task run costs Prefect about 15 ms of client CPU, 0.03 ms
+#: an account at this size; a retried batch skips the accounts it already did
+BATCH_SIZE = 500
 #: actions that give access; a person deactivated since the run read the directory gets none
 GRANTING = (PlannedAction.CREATE, PlannedAction.LINK, PlannedAction.UPDATE)
 

@@ -10,6 +10,7 @@ listener must be thread-safe. Registration is guarded by a lock.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -42,6 +43,10 @@ class ApplyProgress:
     total: int
     done: int = 0
     artifact_id: UUID | None = field(default=None, repr=False)
+    #: seconds between two updates of the artifact (each is a call to the Prefect API,
+    #: about 10 ms of CPU); the listeners and the last update are never skipped
+    every: float = 1.0
+    _sent_at: float = field(default=float("-inf"), repr=False)
 
     def start(self) -> None:
         key = "apply-" + "".join(ch if ch.isalnum() else "-" for ch in self.app.lower())
@@ -51,12 +56,16 @@ class ApplyProgress:
             )
             assert isinstance(artifact_id, UUID)  # sync context: not a coroutine
             self.artifact_id = artifact_id
+            self._sent_at = time.monotonic()
         self._notify()
 
     def advance(self, accounts: int) -> None:
         self.done = min(self.total, self.done + accounts)
-        if self.artifact_id is not None:
+        now = time.monotonic()
+        due = self.done == self.total or now - self._sent_at >= self.every
+        if self.artifact_id is not None and due:
             update_progress_artifact(self.artifact_id, progress=self.percent)
+            self._sent_at = now
         self._notify()
 
     @property
