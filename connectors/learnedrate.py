@@ -13,20 +13,28 @@ How it learns:
   nothing about the sustained rate).
 * **Estimate between two 429s.** At a later 429 the app's bucket is empty again, so the
   requests it accepted in between (sent after the anchor) are what it refilled: for a
-  token bucket, accepted / seconds between the two sends *is* its rate, whatever Roster
-  did in between. Only a span long enough to mean something is used (``min_accepted``
-  answers and ``min_span`` seconds); the rate is then set a ``margin`` under the
-  estimate and the 429 becomes the next anchor. A 429 too soon for an estimate backs the
-  rate off by ``backoff`` (multiplicative), never below ``floor``. A 429 sent before
-  the last change is part of the wave that caused it and changes nothing (as TCP decreases
-  once per round trip).
-* **Probe upward gently.** After each ``window`` in which Roster kept the bucket busy
-  (sent at least ``busy`` of what the rate allowed) without a 429: after ``plateau``
-  quiet windows the rate grows by ``probe``, doubling per further quiet window (up to
-  ``max_step``), so an app whose limit rose is found in a few windows, while near a
-  limit that did not move Roster sits just under it. Each time an estimate confirms the
-  previous one (within twice the ``margin``), the plateau doubles (up to ``max_plateau``):
-  fewer probes, fewer 429s in a long run.
+  token bucket, accepted / seconds between the two sends is its rate, whatever Roster
+  did in between, or a little less when the app's bucket was full for a while (it
+  refills no further: Roster waited out a ``Retry-After`` longer than the app's burst
+  takes to refill, or sat well under the rate). Over a span long enough to mean
+  something (``min_accepted`` answers and ``min_span`` seconds) the rate is set a
+  ``margin`` under the estimate and the 429 becomes the next anchor. Before that, the
+  first 429 at least ``first_span`` after the anchor gives a first, rough rate from what
+  was accepted so far (so learning costs a pause or two, not one per second); any
+  other 429 backs the rate off by ``backoff`` (multiplicative), never below ``floor``.
+  A 429 sent before the last change is part of the wave that caused it and changes
+  nothing (as TCP decreases once per round trip). Answers are counted by when their
+  request was *sent*, so one still in flight when a 429 closes a span is left out of
+  it: an estimate errs low by at most the requests in flight, which probing recovers.
+* **Probe upward gently.** After each ``window`` (seconds, and at least ten requests'
+  time) in which Roster kept the bucket busy (sent at least ``busy`` of what the rate
+  allowed) without a 429, the rate grows by ``probe``, the step doubling per further
+  quiet window (up to ``max_step``): a low first estimate, or an app whose limit rose,
+  is found in a few windows. Once an estimate confirms the previous one (within twice
+  the ``margin``), probing first waits ``plateau`` quiet windows, twice as many at each
+  further confirmation (up to ``max_plateau``): near a limit that does not move, Roster
+  sits just under it and probes, and meets a 429, ever more rarely. An estimate that
+  moved (the limit changed) starts probing at once again.
 
 Headers: a published quota with its window (``RateLimit-Policy`` or ``RateLimit-Limit``
 in the IETF draft's ``10;w=1`` form, draft-ietf-httpapi-ratelimit-headers) caps the learned
