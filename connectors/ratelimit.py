@@ -1,7 +1,7 @@
 """One app's traffic control, shared by every thread that talks to it.
 
 Issue 7: Roster should get as close to each app's own limit as the app allows, and no
-closer. Three parts, each usable alone:
+closer. Four parts, each usable alone:
 
 * ``RateLimiter``: a token bucket (a request budget: ``rate`` per second sustained,
   ``burst`` at once). An app has one for reads (GET) and one for writes, or one shared
