@@ -268,10 +268,12 @@ def test_a_learned_rate_meets_far_fewer_429s_than_adaptive_concurrency_alone(
     learned = create_through_limit(upstream, tmp_path, "learned", "{learn_rate: true}")
     assert alone.stats.learned == ()
     assert [r.kind for r in learned.stats.learned] == ["write"]
-    # measured on a 2-core machine at load ~1.5: 17 429s of 167 requests (10%) alone,
-    # 3 of 153 (2%) learned (the first after the burst, one per estimate): 96% of the rate
-    assert learned.refused_share <= alone.refused_share / 3, (
-        alone.stats.describe(),
-        learned.stats.describe(),
-    )
-    assert learned.achieved() >= 0.8, learned.stats.describe()
+    # measured on a 2-core machine, five runs: alone 15-21 429s of ~170 requests (9-12%);
+    # learned 2-4 of ~153 (1.3-2.6%): the first after the burst, one for a first rough
+    # rate a second later, then the end of a probe or two
+    shares = (alone.stats.describe(), learned.stats.describe())
+    assert len(learned.limit.refusals) <= 5, shares
+    assert learned.refused_share <= alone.refused_share / 2, shares
+    # not strangled: 15 s is too short for probing to recover a first estimate that was
+    # low (77-96% of the allowed rate in those runs); bench.ratelimit measures the rate
+    assert learned.achieved() >= 0.6, learned.stats.describe()
