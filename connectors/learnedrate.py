@@ -24,8 +24,8 @@ How it learns:
   other 429 backs the rate off by ``backoff`` (multiplicative), never below ``floor``.
   A 429 sent before the last change is part of the wave that caused it and changes
   nothing (as TCP decreases once per round trip). Answers are counted by when their
-  request was *sent*, so one still in flight when a 429 closes a span is left out of
-  it: an estimate errs low by at most the requests in flight, which probing recovers.
+  request was *sent*: one still in flight when a 429 closed a span is counted in it when
+  it comes, and revises the rate that span set (until something else changed it).
 * **Probe upward gently.** After each ``window`` (seconds, and at least ten requests'
   time) in which Roster kept the bucket busy (sent at least ``busy`` of what the rate
   allowed) without a 429, the rate grows by ``probe``, the step doubling per further
@@ -49,6 +49,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+
+@dataclass
+class Span:
+    """Between two 429s (send times): what the app accepted; ``full``: long enough for an
+    estimate, else a first, rough rate."""
+
+    start: float
+    end: float
+    accepted: int
+    full: bool
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / (self.end - self.start)
 
 
 @dataclass
@@ -79,6 +94,7 @@ class RateLearner:
     _window_sent: int = 0
     _quiet: int = 0
     _plateau: int = 0
+    _span: Span | None = None
 
     def __post_init__(self) -> None:
         if self.floor <= 0:
@@ -106,9 +122,14 @@ class RateLearner:
 
     def accepted(self, sent_at: float) -> None:
         """The app answered a request sent at ``sent_at`` with anything but 429: it spent
-        a token of its bucket on it."""
+        a token of its bucket on it. One sent inside the span that set the rate, but
+        answered after the 429 that closed it, still belongs to it: the rate is revised."""
         if self._anchor is not None and sent_at >= self._anchor:
             self._accepted += 1
+        span = self._span
+        if span is not None and span.start <= sent_at < span.end:
+            span.accepted += 1
+            self._set(span)
 
     def throttled(self, sent_at: float, now: float) -> None:
         """The app answered 429 to a request sent at ``sent_at``: its bucket is empty."""
@@ -117,6 +138,7 @@ class RateLearner:
             return  # the wave that caused the last change
         self._changed = now
         self._quiet, self._window_start, self._window_sent = 0, None, 0
+        self._span = None
         if self._anchor is None:
             self._restart(sent_at)
             if self.ceiling is not None:
@@ -124,22 +146,30 @@ class RateLearner:
             return
         span = sent_at - self._anchor
         if self._accepted >= self.min_accepted and span >= self.min_span:
-            self._learn(self._accepted / span)
+            self._learn(Span(self._anchor, sent_at, self._accepted, full=True))
             self._restart(sent_at)
         elif self.rate is None and self._accepted and span >= self.first_span:
-            self.rate = self._bounded(self._accepted / span * (1 - self.margin))
+            self._span = Span(self._anchor, sent_at, self._accepted, full=False)
+            self._set(self._span)
         elif self.rate is not None:
             self.rate = self._bounded(self.rate * self.backoff)
 
-    def _learn(self, estimate: float) -> None:
+    def _learn(self, span: Span) -> None:
+        estimate = span.rate
         confirmed = (
             self.estimate is not None and abs(estimate / self.estimate - 1) <= 2 * self.margin
         )
         # an estimate that moved: the limit changed, probe again soon; else less often
         doubled = max(self.plateau, self._plateau * 2)
         self._plateau = min(self.max_plateau, doubled) if confirmed else 0
-        self.estimate = estimate
-        self.rate = self._bounded(estimate * (1 - self.margin))
+        self._span = span
+        self._set(span)
+
+    def _set(self, span: Span) -> None:
+        """The rate from ``span``, a ``margin`` under what the app accepted in it."""
+        if span.full:
+            self.estimate = span.rate
+        self.rate = self._bounded(span.rate * (1 - self.margin))
 
     def _close_window(self, span: float) -> None:
         assert self.rate is not None
@@ -150,6 +180,7 @@ class RateLearner:
         if beyond > 0:
             step = min(self.max_step, self.probe * 2 ** (beyond - 1))
             self.rate = self._bounded(self.rate * (1 + step))
+            self._span = None
 
     def _restart(self, anchor: float) -> None:
         self._anchor, self._accepted = anchor, 0
