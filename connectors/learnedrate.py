@@ -51,6 +51,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
+@dataclass(frozen=True)
+class LearnedRate:
+    """The rate learned for one kind (requests per second) and from how many 429s."""
+
+    kind: str
+    per_second: float
+    throttles: int
+
+    def describe(self) -> str:
+        return f"learned {self.kind} rate {self.per_second:.2f}/s from {self.throttles} 429s"
+
+
 @dataclass
 class Span:
     """Between two 429s (send times): what the app accepted; ``full``: long enough for an

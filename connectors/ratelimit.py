@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from connectors.concurrency import AimdLimit, ConcurrencyGate, Ticket
-from connectors.learnedrate import RateLearner, published_rate
+from connectors.learnedrate import LearnedRate, RateLearner, published_rate
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -223,18 +223,6 @@ def _number(text: str | None) -> float | None:
 
 
 # -- one app's traffic ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LearnedRate:
-    """The rate learned for one kind (requests per second) and from how many 429s."""
-
-    kind: str
-    per_second: float
-    throttles: int
-
-    def describe(self) -> str:
-        return f"learned {self.kind} rate {self.per_second:.2f}/s from {self.throttles} 429s"
 
 
 @dataclass(frozen=True)

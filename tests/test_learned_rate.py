@@ -19,8 +19,8 @@ import pytest
 from bench.faultproxy import FaultProxy, WriteLimit
 from connectors.build import traffic
 from connectors.http import build_client
-from connectors.learnedrate import RateLearner, published_rate
-from connectors.ratelimit import Kind, LearnedRate, Traffic, TrafficStats
+from connectors.learnedrate import LearnedRate, RateLearner, published_rate
+from connectors.ratelimit import Kind, Traffic, TrafficStats
 from connectors.scim import ScimConnector
 from directory.config import DEFAULT_MAPPING, ConfigError, ScimAppConfig, load_config
 from tests.scim_apps import TOKEN, standalone_scim
