@@ -3,18 +3,21 @@
 A ``bench.faultproxy`` proxy with a ``WriteLimit`` (Slack's published limit by default:
 180 user writes per minute, burst 20; over budget: 429 with ``Retry-After``) stands in
 front of a real ``scim2-server`` process, and Roster's ``sync`` flow creates N users
-through it, twice, each into an empty tenant:
+through it, once per run, each into an empty tenant:
 
 1. **budget**: the app configured with ``rate_limits.writes: {per_minute: 180, burst: 20}``
    (and adaptive concurrency, the default);
-2. **adaptive only**: no budget configured; Roster learns from the 429s alone (the
-   app-wide pause from ``Retry-After``, and the in-flight limit halving).
+2. **adaptive**: no budget configured, the defaults: Roster learns a write rate from the
+   429s (``connectors.learnedrate``), besides the app-wide pause from ``Retry-After`` and
+   the in-flight limit halving;
+3. **concurrency** (not run by default): no budget and ``adaptive: {learn_rate: false}``,
+   adaptive concurrency and the pause alone, as before the rate was learned.
 
 The figures come from the proxy, which saw every write: the achieved share of the
 allowed rate is the writes admitted / the writes the limit allowed over the same span
 (``burst + rate * (last - first)``); the 429 share is 429s / write requests. The
 baseline is the limit itself, measured in the same run. Targets (issue 7), for the
-budget run: >= 95% of the allowed rate, <= 1% of requests answered 429. Exits 1 when a
+budget and adaptive runs: >= 95% of the allowed rate, <= 1% of requests answered 429. Exits 1 when a
 correctness check fails (not everyone created once), not when a target is missed.
 
     python -m bench.ratelimit [--creates 1000] [--per-minute 180] [--burst 20]
@@ -45,6 +48,11 @@ from bench.sync import prepare_environment as prepare_prefect
 TARGET_RATE = 0.95  # achieved / allowed, at least
 TARGET_429 = 0.01  # 429s / write requests, at most
 RUNS = ("budget", "adaptive")
+TITLES = {
+    "budget": "budget configured",
+    "adaptive": "no budget, write rate learned from 429s (the default)",
+    "concurrency": "no budget, adaptive concurrency only (learn_rate: false)",
+}
 
 
 @dataclass
@@ -95,6 +103,8 @@ def write_config(
     }
     if run == "budget":
         app["rate_limits"] = {"writes": {"per_minute": args.per_minute, "burst": args.burst}}
+    elif run == "concurrency":
+        app["adaptive"] = {"learn_rate": False}
     document = {"database_url": f"sqlite:///{database}", "apps": [app]}
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
 
@@ -152,6 +162,9 @@ def run(args: argparse.Namespace, root: Path) -> list[Outcome]:
     write_csv(root / "people.csv", people(args.creates))
     outcomes = []
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    unknown = set(runs) - set(TITLES)
+    if unknown:
+        raise SystemExit(f"unknown runs: {', '.join(sorted(unknown))}; known: {', '.join(TITLES)}")
     with prefect_running(), scim_server(runs, token, root / "scim.log") as server:
         for name in runs:
             outcomes.append(one_run(args, root, token, server, name))
@@ -169,7 +182,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], started: str) -> b
     for o in outcomes:
         correct = o.created == o.admitted == o.listed == args.creates
         ok = ok and correct
-        title = "budget configured" if o.run == "budget" else "no budget, adaptive only"
+        title = TITLES[o.run]
         rows = [
             ("sync flow wall time", f"{o.seconds:.1f} s"),
             ("writes admitted / allowed", f"{o.admitted} / {o.allowed:.1f} = {o.rate_share:.1%}"),
@@ -185,7 +198,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], started: str) -> b
                 f" admitted {o.admitted}, listed {o.listed})",
             ),
         ]
-        if o.run == "budget":
+        if o.run != "concurrency":
             rows.append((f"target rate >= {TARGET_RATE:.0%}", _met(o.rate_share >= TARGET_RATE)))
             rows.append((f"target 429s <= {TARGET_429:.0%}", _met(o.refused_share <= TARGET_429)))
         print(f"\n[{o.run}] {title}")
@@ -204,7 +217,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-minute", type=float, default=180.0, help="the app's write limit")
     parser.add_argument("--burst", type=int, default=20, help="the app's burst")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--runs", default=",".join(RUNS), help="budget, adaptive or both")
+    parser.add_argument(
+        "--runs", default=",".join(RUNS), help="of budget, adaptive, concurrency; comma-separated"
+    )
     return parser.parse_args(argv)
 
 

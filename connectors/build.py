@@ -17,6 +17,7 @@ from connectors.base import Connector
 from connectors.concurrency import AimdLimit
 from connectors.http import build_client
 from connectors.ldap import ConnectionFactory, Deactivation, LdapConnector
+from connectors.learnedrate import RateLearner
 from connectors.ratelimit import RateLimiter, Traffic
 from connectors.redact import protect
 from connectors.rest import RestConnector
@@ -96,8 +97,9 @@ def rate_limiter(app: AppConfig) -> RateLimiter | None:
 
 def traffic(app: HttpAppConfig) -> Traffic:
     """An HTTP app's traffic control, shared by every worker thread: its read and write
-    budgets (or the older ``rate_limit``, one budget for both), the app-wide pause, and
-    the adaptive in-flight limit under ``concurrency``."""
+    budgets (or the older ``rate_limit``, one budget for both), the app-wide pause, the
+    adaptive in-flight limit under ``concurrency``, and (``adaptive.learn_rate``) a
+    budget learned from 429s for a kind that has none."""
     if app.rate_limits is not None:
         reads, writes = bucket(app.rate_limits.reads), bucket(app.rate_limits.writes)
     else:
@@ -109,7 +111,8 @@ def traffic(app: HttpAppConfig) -> Traffic:
             floor=app.adaptive.min,
             latency_factor=app.adaptive.latency_factor,
         )
-    return Traffic(app.name, reads=reads, writes=writes, adaptive=adaptive)
+    learner = RateLearner if app.adaptive.learns_rate else None
+    return Traffic(app.name, reads=reads, writes=writes, adaptive=adaptive, learner=learner)
 
 
 def bucket(budget: Budget | None) -> RateLimiter | None:

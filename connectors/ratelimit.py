@@ -1,7 +1,7 @@
 """One app's traffic control, shared by every thread that talks to it.
 
 Issue 7: Roster should get as close to each app's own limit as the app allows, and no
-closer. Three parts, each usable alone:
+closer. Four parts, each usable alone:
 
 * ``RateLimiter``: a token bucket (a request budget: ``rate`` per second sustained,
   ``burst`` at once). An app has one for reads (GET) and one for writes, or one shared
@@ -10,12 +10,16 @@ closer. Three parts, each usable alone:
   Every thread waits it out, not only the one that got the 429, so the others do not
   walk into more 429s; the buckets restart empty when it ends (the app's own bucket is
   empty, or it would not have said so).
+* ``connectors.learnedrate.RateLearner``: for a kind with no budget configured, a rate
+  learned from the app's 429s (none until the first), which ``Traffic`` keeps in a
+  ``RateLimiter`` of its own (``Traffic(learner=RateLearner)``).
 * ``connectors.concurrency.AimdLimit``: adaptive concurrency, as TCP and Netflix's
   concurrency-limits do it (additive increase, multiplicative decrease), and the gate
   that holds the threads to it.
 
 ``Traffic`` puts them together for ``connectors.wire.Wire`` and counts what happened
-(``TrafficStats``: throttled answers, seconds waited, where the concurrency settled).
+(``TrafficStats``: throttled answers, seconds waited, where the concurrency settled, the
+rates learned).
 Nothing here sees a request's headers beyond the rate-limit ones, nor any token.
 """
 
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from connectors.concurrency import AimdLimit, ConcurrencyGate, Ticket
+from connectors.learnedrate import LearnedRate, RateLearner, published_rate
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -93,6 +98,21 @@ class RateLimiter:
             # the bucket refills from ``_stamp``, later than now after ``drain_until``
             ready = self._stamp + (-self._tokens / self.rate if self._tokens < 0 else 0.0)
             return max(0.0, ready - now)
+
+    def retune(self, rate_per_second: float) -> None:
+        """A new rate from now on (a learned budget moved). Tokens earned so far keep the
+        old rate; a bucket that had no limit starts empty (it is tuned after a 429: the
+        app's bucket is empty)."""
+        if rate_per_second <= 0:
+            raise ValueError(f"rate_per_second must be positive, got {rate_per_second}")
+        with self._lock:
+            now = self._clock()
+            if self.rate is None:
+                self._tokens = 0.0
+                self._stamp = max(self._stamp, now)
+            else:
+                self._refill(now)
+            self.rate = rate_per_second
 
     def drain_until(self, deadline: float) -> None:
         """The app said its own bucket is empty until ``deadline``: ours is too, and it
@@ -215,11 +235,13 @@ class TrafficStats:
     paused: int
     concurrency: int | None
     lowest: int | None
+    learned: tuple[LearnedRate, ...] = ()
 
     def describe(self) -> str:
         parts = []
         if self.concurrency is not None:
             parts.append(f"concurrency settled at {self.concurrency} (lowest {self.lowest})")
+        parts += [learned.describe() for learned in self.learned]
         parts.append(f"429s: {self.throttled} of {self.sent} requests")
         parts.append(
             f"threads waited {self.waited:.1f} s in all for budgets and pauses"
@@ -232,7 +254,9 @@ class Traffic:
     """One app's budgets, pause and adaptive limit, shared by its threads.
 
     ``reads`` and ``writes`` may be the same ``RateLimiter`` (one shared budget) or None
-    (no budget). ``max_pause`` caps how long one header can stop the app.
+    (no budget). With ``learner`` (``RateLearner`` or a factory of tuned ones), a kind
+    with no budget gets one learned from the app's 429s (``connectors.learnedrate``).
+    ``max_pause`` caps how long one header can stop the app.
     """
 
     def __init__(
@@ -242,6 +266,7 @@ class Traffic:
         reads: RateLimiter | None = None,
         writes: RateLimiter | None = None,
         adaptive: AimdLimit | None = None,
+        learner: Callable[[], RateLearner] | None = None,
         max_pause: float = 30.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
@@ -249,6 +274,12 @@ class Traffic:
     ) -> None:
         self.name = name
         self.budgets = {Kind.READ: reads, Kind.WRITE: writes}
+        #: per kind with no budget (when learning): the learner and the bucket it tunes
+        self.learned: dict[Kind, tuple[RateLearner, RateLimiter]] = {
+            kind: (learner(), RateLimiter(None, clock=clock, sleep=sleep))
+            for kind, budget in self.budgets.items()
+            if learner is not None and budget is None
+        }
         self.pause = Pause(clock=clock, sleep=sleep)
         self.gate = ConcurrencyGate(adaptive, clock=clock)
         self.max_pause = max_pause
@@ -269,19 +300,53 @@ class Traffic:
         so a pause that began while this thread waited for its token still holds it."""
         kind = kind_of(method)
         ticket = self.gate.enter(kind)
-        budget = self.budgets[kind]
+        budget = self._budget(kind)
         try:
             waited = budget.acquire() if budget is not None else 0.0
             waited += self.pause.wait()
         except BaseException:  # interrupted while waiting: the slot is given back
             self.gate.leave(ticket, throttled=False, answered=False)
             raise
+        now = self._clock()
         with self._lock:
             self._sent += 1
             self._waited += waited
+            if kind in self.learned:
+                self._tune(kind, lambda learner: learner.sent(now))
         if waited > 0:
             self._logger.debug("app %s: waited %.2fs for the %s budget", self.name, waited, kind)
-        return Ticket(ticket.kind, ticket.epoch, self._clock())  # latency from the send
+        return Ticket(ticket.kind, ticket.epoch, now)  # latency from the send
+
+    def _budget(self, kind: Kind) -> RateLimiter | None:
+        """The configured budget of ``kind``, else its learned one, if any."""
+        budget = self.budgets[kind]
+        if budget is None and kind in self.learned:
+            budget = self.learned[kind][1]
+        return budget
+
+    def _tune(self, kind: Kind, event: Callable[[RateLearner], None]) -> None:
+        """Feed ``kind``'s learner one event (under ``_lock``); retune its bucket when the
+        learned rate moved."""
+        learner, bucket = self.learned[kind]
+        before = learner.rate
+        event(learner)
+        if learner.rate is not None and learner.rate != before:
+            bucket.retune(learner.rate)
+            self._logger.debug("app %s: learned %s rate %.3f/s", self.name, kind, learner.rate)
+
+    def _learn(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
+        """What an answer says about the app's rate for the request's kind."""
+        kind = Kind(ticket.kind)
+        if status is None or kind not in self.learned:
+            return
+        now, published = self._clock(), published_rate(headers)
+        with self._lock:
+            if published is not None:
+                self._tune(kind, lambda learner: learner.published(published))
+            if status == 429:
+                self._tune(kind, lambda learner: learner.throttled(ticket.started, now))
+            else:
+                self._tune(kind, lambda learner: learner.accepted(ticket.started))
 
     def leave(
         self,
@@ -295,6 +360,7 @@ class Traffic:
         """Record an attempt's outcome; returns the pause it started, if any."""
         throttled = status == 429 or timed_out
         self.gate.leave(ticket, throttled=throttled, answered=status is not None and not throttled)
+        self._learn(ticket, status, headers or {})
         seconds = None
         if status is not None:
             seconds = pause_seconds(status, headers or {}, retry_after=retry_after)
@@ -304,7 +370,8 @@ class Traffic:
             return None
         seconds = min(seconds, self.max_pause)
         deadline = self.pause.extend(seconds)
-        for budget in {id(b): b for b in self.budgets.values() if b is not None}.values():
+        buckets = [*self.budgets.values(), *(bucket for _, bucket in self.learned.values())]
+        for budget in {id(b): b for b in buckets if b is not None}.values():
             budget.drain_until(deadline)
         with self._lock:
             self._pauses += 1
@@ -321,4 +388,9 @@ class Traffic:
                 paused=self._pauses,
                 concurrency=limit.limit if limit is not None else None,
                 lowest=limit.lowest if limit is not None else None,
+                learned=tuple(
+                    LearnedRate(str(kind), learner.rate, learner.throttles)
+                    for kind, (learner, _) in self.learned.items()
+                    if learner.rate is not None
+                ),
             )

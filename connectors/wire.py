@@ -8,8 +8,9 @@ its own ``check``: the function that turns a non-2xx response into a typed error
 
 * refuses anything but GET in dry-run mode (``DryRunError``, never sent);
 * passes every attempt (retries included) through the app's ``Traffic``
-  (``connectors.ratelimit``): the adaptive in-flight limit, the read or write budget, and
-  the app-wide pause that ``Retry-After`` or a rate-limit reset header starts;
+  (``connectors.ratelimit``): the adaptive in-flight limit, the read or write budget
+  (configured, or learned from 429s), and the app-wide pause that ``Retry-After`` or a
+  rate-limit reset header starts;
 * retries 429, 502-504 and network failures with tenacity: after the app-wide pause
   when the answer started one (``Retry-After``, capped), else full-jitter exponential
   backoff;

@@ -313,20 +313,29 @@ class RateLimits(BaseModel):
 
 
 class AdaptiveConcurrency(BaseModel):
-    """The in-flight limit between ``min`` and the app's ``concurrency``: halved on a 429
-    or a timeout, or when latency rises above ``latency_factor`` times its baseline; one
-    more after each window of good answers (``connectors.ratelimit.AimdLimit``).
-    ``adaptive: false`` keeps ``concurrency`` fixed."""
+    """What Roster learns from the app's answers. The in-flight limit between ``min`` and
+    the app's ``concurrency``: halved on a 429 or a timeout, or when latency rises above
+    ``latency_factor`` times its baseline; one more after each window of good answers
+    (``connectors.concurrency.AimdLimit``). With ``learn_rate``, a read or write budget
+    learned from the app's 429s for each kind that ``rate_limits`` leaves without one
+    (``connectors.learnedrate``): concurrency cannot cap a per-minute limit.
+    ``adaptive: false`` (``enabled: false``) turns both off: ``concurrency`` is fixed and
+    only configured budgets hold the pace."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     enabled: bool = True
     min: int = Field(1, ge=1, le=64)
     latency_factor: float = Field(3.0, gt=1, le=100, allow_inf_nan=False)
+    learn_rate: bool = True
 
     @model_validator(mode="before")
     @classmethod
     def _switch(cls, value: Any) -> Any:
         return {"enabled": value} if isinstance(value, bool) else value
+
+    @property
+    def learns_rate(self) -> bool:
+        return self.enabled and self.learn_rate
 
 
 class AppConfig(BaseModel):
