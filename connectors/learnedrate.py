@@ -37,8 +37,9 @@ How it learns:
   moved (the limit changed) starts probing at once again.
 
 Headers: a published quota with its window (``RateLimit-Policy`` or ``RateLimit-Limit``
-in the IETF draft's ``10;w=1`` form, draft-ietf-httpapi-ratelimit-headers) caps the learned
-rate and gives it a start at the first 429 (``published_rate``). A bare
+in the IETF draft's ``10;w=1`` form, draft-ietf-httpapi-ratelimit-headers), read from the
+app's 429 answers, caps the learned rate and gives it a start at the first 429
+(``published_rate``). A bare
 ``X-RateLimit-Limit`` is ignored: it names no window (GitHub's is per hour, Okta's per
 minute), and guessing one would be worse than learning. ``X-RateLimit-Remaining: 0``
 already pauses the app (``connectors.ratelimit.pause_seconds``); it is not an anchor here,
