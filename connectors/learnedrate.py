@@ -21,7 +21,9 @@ How it learns:
   ``margin`` under the estimate and the 429 becomes the next anchor. Before that, the
   first 429 at least ``first_span`` after the anchor gives a first, rough rate from what
   was accepted so far (so learning costs a pause or two, not one per second); any
-  other 429 backs the rate off by ``backoff`` (multiplicative), never below ``floor``.
+  other 429 backs the rate off by ``backoff`` (multiplicative), never below ``floor``
+  nor, once there is an estimate, below ``trust`` (half) of it: only an estimate
+  moves the rate further down, so 429s that are not about a rate cannot ratchet it.
   A 429 sent before the last change is part of the wave that caused it and changes
   nothing (as TCP decreases once per round trip). Answers are counted by when their
   request was *sent*: one still in flight when a 429 closed a span is counted in it when
@@ -96,6 +98,7 @@ class RateLearner:
     min_accepted: int = 20
     min_span: float = 2.0
     first_span: float = 1.0
+    trust: float = 0.5
     rate: float | None = None
     ceiling: float | None = None
     estimate: float | None = None
@@ -165,7 +168,7 @@ class RateLearner:
             self._span = Span(self._anchor, sent_at, self._accepted, full=False)
             self._set(self._span)
         elif self.rate is not None:
-            self.rate = self._bounded(self.rate * self.backoff)
+            self.rate = self._bounded(max(self.rate * self.backoff, self._trusted()))
 
     def _learn(self, span: Span) -> None:
         estimate = span.rate
@@ -183,6 +186,13 @@ class RateLearner:
         if span.full:
             self.estimate = span.rate
         self.rate = self._bounded(span.rate * (1 - self.margin))
+
+    def _trusted(self) -> float:
+        """How far 429s alone (too close together for an estimate) may push the rate:
+        half the last estimate. A 429 that says nothing of a rate (an app refusing
+        concurrent requests, a stray one) must not ratchet Roster down for good; a
+        limit that really fell is learnt from the next span between two 429s."""
+        return self.trust * self.estimate if self.estimate is not None else self.floor
 
     def _close_window(self, span: float) -> None:
         assert self.rate is not None

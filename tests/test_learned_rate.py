@@ -114,6 +114,29 @@ def test_one_wave_of_429s_backs_off_once_and_never_below_the_floor() -> None:
     assert learner.rate == 0.5
 
 
+def test_429s_alone_cannot_push_the_rate_below_half_the_last_estimate() -> None:
+    """429s that are not about a rate (too close together to measure anything) stop at
+    half the estimate; a limit that really fell is still learnt, from the next span."""
+    learner = RateLearner(min_accepted=10, min_span=2.0, backoff=0.5)
+    learner.throttled(sent_at=0.0, now=0.0)
+    for i in range(40):
+        learner.accepted(0.1 + i / 4)
+    learner.throttled(sent_at=10.0, now=10.0)
+    assert learner.estimate == pytest.approx(4.0)
+    now = 10.1
+    for _ in range(10):
+        learner.throttled(sent_at=now, now=now)
+        now += 0.1
+    assert learner.rate == pytest.approx(2.0)  # half of 4/s, not 4 * 0.5**10
+    start = now  # the app's limit fell to 1/s: the span since the estimate's 429 says so
+    for i in range(12):
+        learner.accepted(start + 0.05 + i)
+    learner.throttled(sent_at=start + 12.0, now=start + 12.0)
+    fell = 12 / (start + 12.0 - 10.0)  # accepted since the last estimate's 429, at 10.0
+    assert learner.estimate == pytest.approx(fell) and fell < 1.0
+    assert learner.rate == pytest.approx(fell * 0.98)
+
+
 def test_an_answer_still_in_flight_at_the_closing_429_counts_in_its_span() -> None:
     learner = RateLearner(min_accepted=10, min_span=2.0)
     learner.throttled(sent_at=0.0, now=0.0)
