@@ -22,38 +22,9 @@ from connectors.http import build_client
 from connectors.learnedrate import LearnedRate, RateLearner, published_rate
 from connectors.ratelimit import Kind, Traffic, TrafficStats
 from connectors.scim import ScimConnector
-from directory.config import DEFAULT_MAPPING, ConfigError, ScimAppConfig, load_config
+from directory.config import DEFAULT_MAPPING, ConfigError
 from tests.scim_apps import TOKEN, standalone_scim
-
-APP = """
-apps:
-  - name: chat
-    connector: scim
-    base_url: http://127.0.0.1:8080/chat/v2
-    token_env: CHAT_TOKEN
-"""
-
-
-class FakeClock:
-    """A clock that only sleeping moves."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def load(tmp_path: Path, extra: str) -> ScimAppConfig:
-    path = tmp_path / "roster.yaml"
-    path.write_text(APP + extra, encoding="utf-8")
-    app = load_config(path).apps[0]
-    assert isinstance(app, ScimAppConfig)
-    return app
-
+from tests.traffic_support import FakeClock, load
 
 # -- configuration ----------------------------------------------------------------------
 

@@ -31,42 +31,12 @@ from connectors.ratelimit import (
 )
 from connectors.scim import ScimConnector
 from connectors.wire import Wire
-from directory.config import DEFAULT_MAPPING, ConfigError, ScimAppConfig, load_config
+from directory.config import DEFAULT_MAPPING, ConfigError
 from flows.sync import sync
 from tasks import session
 from tests.scim_apps import TOKEN, standalone_scim
 from tests.sync_env import Installation, people
-
-APP = """
-apps:
-  - name: chat
-    connector: scim
-    base_url: http://127.0.0.1:8080/chat/v2
-    token_env: CHAT_TOKEN
-"""
-
-
-class FakeClock:
-    """A clock that only sleeping moves; sleeps are recorded."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def load(tmp_path: Path, extra: str) -> ScimAppConfig:
-    path = tmp_path / "roster.yaml"
-    path.write_text(APP + extra, encoding="utf-8")
-    app = load_config(path).apps[0]
-    assert isinstance(app, ScimAppConfig)
-    return app
+from tests.traffic_support import FakeClock, load
 
 
 def error_of(tmp_path: Path, extra: str) -> str:
