@@ -7,11 +7,11 @@ through it, once per run, each into an empty tenant:
 
 1. **budget**: the app configured with ``rate_limits.writes: {per_minute: 180, burst: 20}``
    (and adaptive concurrency, the default);
-2. **adaptive**: no budget configured, the defaults: Roster learns a write rate from the
-   429s (``connectors.learnedrate``), besides the app-wide pause from ``Retry-After`` and
-   the in-flight limit halving;
-3. **concurrency** (not run by default): no budget and ``adaptive: {learn_rate: false}``,
-   adaptive concurrency and the pause alone, as before the rate was learned.
+2. **adaptive**: no budget configured, ``adaptive: {learn_rate: true}``: Roster learns a
+   write rate from the 429s (``connectors.learnedrate``), besides the app-wide pause from
+   ``Retry-After`` and the in-flight limit halving;
+3. **concurrency** (not run by default): no budget, ``learn_rate: false`` (the default):
+   adaptive concurrency and the pause alone.
 
 The figures come from the proxy, which saw every write: the achieved share of the
 allowed rate is the writes admitted / the writes the limit allowed over the same span
@@ -50,7 +50,7 @@ TARGET_429 = 0.01  # 429s / write requests, at most
 RUNS = ("budget", "adaptive")
 TITLES = {
     "budget": "budget configured",
-    "adaptive": "no budget, write rate learned from 429s (the default)",
+    "adaptive": "no budget, write rate learned from 429s (learn_rate: true)",
     "concurrency": "no budget, adaptive concurrency only (learn_rate: false)",
 }
 
@@ -103,6 +103,8 @@ def write_config(
     }
     if run == "budget":
         app["rate_limits"] = {"writes": {"per_minute": args.per_minute, "burst": args.burst}}
+    elif run == "adaptive":
+        app["adaptive"] = {"learn_rate": True}
     elif run == "concurrency":
         app["adaptive"] = {"learn_rate": False}
     document = {"database_url": f"sqlite:///{database}", "apps": [app]}

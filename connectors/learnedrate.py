@@ -59,10 +59,14 @@ class LearnedRate:
     """The rate learned for one kind (requests per second) and from how many 429s."""
 
     kind: str
-    per_second: float
+    per_second: float | None
     throttles: int
+    #: the 429s came whatever pace Roster kept: not a rate limit, nothing learned
+    gave_up: bool = False
 
     def describe(self) -> str:
+        if self.gave_up or self.per_second is None:
+            return f"no {self.kind} rate learned: its {self.throttles} 429s came whatever the pace"
         return f"learned {self.kind} rate {self.per_second:.2f}/s from {self.throttles} 429s"
 
 
@@ -99,7 +103,9 @@ class RateLearner:
     min_span: float = 2.0
     first_span: float = 1.0
     trust: float = 0.5
+    give_up_after: int = 3
     rate: float | None = None
+    gave_up: bool = False
     ceiling: float | None = None
     estimate: float | None = None
     throttles: int = 0
@@ -111,6 +117,8 @@ class RateLearner:
     _quiet: int = 0
     _plateau: int = 0
     _span: Span | None = None
+    _falls: int = 0
+    _best: float | None = None
 
     def __post_init__(self) -> None:
         if self.floor <= 0:
@@ -140,6 +148,8 @@ class RateLearner:
         """The app answered a request sent at ``sent_at`` with anything but 429: it spent
         a token of its bucket on it. One sent inside the span that set the rate, but
         answered after the 429 that closed it, still belongs to it: the rate is revised."""
+        if self.gave_up:
+            return
         if self._anchor is not None and sent_at >= self._anchor:
             self._accepted += 1
         span = self._span
@@ -150,7 +160,7 @@ class RateLearner:
     def throttled(self, sent_at: float, now: float) -> None:
         """The app answered 429 to a request sent at ``sent_at``: its bucket is empty."""
         self.throttles += 1
-        if sent_at < self._changed:
+        if self.gave_up or sent_at < self._changed:
             return  # the wave that caused the last change
         self._changed = now
         self._quiet, self._window_start, self._window_sent = 0, None, 0
@@ -172,6 +182,16 @@ class RateLearner:
 
     def _learn(self, span: Span) -> None:
         estimate = span.rate
+        # Under a rate limit, Roster a margin under an estimate meets no 429 until it
+        # probes above the limit, so the next estimate confirms the last (or the limit
+        # fell, once). 429s that keep coming below each estimate follow Roster's own pace
+        # (injected faults, an app refusing for other reasons): learning from them would
+        # only slow Roster down, step by step, so it stops.
+        falling = self.estimate is not None and estimate < self.estimate * (1 - self.margin)
+        self._falls = self._falls + 1 if falling else 0
+        if self._falls >= self.give_up_after:
+            self.gave_up, self.rate, self._span = True, None, None
+            return
         confirmed = (
             self.estimate is not None and abs(estimate / self.estimate - 1) <= 2 * self.margin
         )
@@ -185,14 +205,17 @@ class RateLearner:
         """The rate from ``span``, a ``margin`` under what the app accepted in it."""
         if span.full:
             self.estimate = span.rate
+        self._best = max(self._best or 0.0, span.rate)
         self.rate = self._bounded(span.rate * (1 - self.margin))
 
     def _trusted(self) -> float:
         """How far 429s alone (too close together for an estimate) may push the rate:
-        half the last estimate. A 429 that says nothing of a rate (an app refusing
-        concurrent requests, a stray one) must not ratchet Roster down for good; a
-        limit that really fell is learnt from the next span between two 429s."""
-        return self.trust * self.estimate if self.estimate is not None else self.floor
+        half the last estimate, or, before there is one, half the best rate the app was
+        seen to accept. A 429 that says nothing of a rate (an app refusing concurrent
+        requests, a stray one) must not ratchet Roster down for good; a limit that
+        really fell is learnt from the next span between two 429s."""
+        known = self.estimate if self.estimate is not None else self._best
+        return self.trust * known if known is not None else self.floor
 
     def _close_window(self, span: float) -> None:
         assert self.rate is not None

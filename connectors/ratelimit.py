@@ -99,15 +99,17 @@ class RateLimiter:
             ready = self._stamp + (-self._tokens / self.rate if self._tokens < 0 else 0.0)
             return max(0.0, ready - now)
 
-    def retune(self, rate_per_second: float) -> None:
-        """A new rate from now on (a learned budget moved). Tokens earned so far keep the
-        old rate; a bucket that had no limit starts empty (it is tuned after a 429: the
-        app's bucket is empty)."""
-        if rate_per_second <= 0:
+    def retune(self, rate_per_second: float | None) -> None:
+        """A new rate from now on (a learned budget moved; None: no limit any more).
+        Tokens earned so far keep the old rate; a bucket that had no limit starts empty
+        (it is tuned after a 429: the app's bucket is empty)."""
+        if rate_per_second is not None and rate_per_second <= 0:
             raise ValueError(f"rate_per_second must be positive, got {rate_per_second}")
         with self._lock:
             now = self._clock()
-            if self.rate is None:
+            if rate_per_second is None:
+                self._tokens = self.burst
+            elif self.rate is None:
                 self._tokens = 0.0
                 self._stamp = max(self._stamp, now)
             else:
@@ -330,9 +332,17 @@ class Traffic:
         learner, bucket = self.learned[kind]
         before = learner.rate
         event(learner)
-        if learner.rate is not None and learner.rate != before:
+        if learner.rate != before:
             bucket.retune(learner.rate)
-            self._logger.debug("app %s: learned %s rate %.3f/s", self.name, kind, learner.rate)
+            if learner.rate is None:
+                self._logger.info(
+                    "app %s: its 429s came whatever the %s pace: no %s rate learned",
+                    self.name,
+                    kind,
+                    kind,
+                )
+            else:
+                self._logger.debug("app %s: learned %s rate %.3f/s", self.name, kind, learner.rate)
 
     def _learn(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         """What an answer says about the app's rate for the request's kind."""
@@ -392,8 +402,8 @@ class Traffic:
                 concurrency=limit.limit if limit is not None else None,
                 lowest=limit.lowest if limit is not None else None,
                 learned=tuple(
-                    LearnedRate(str(kind), learner.rate, learner.throttles)
+                    LearnedRate(str(kind), learner.rate, learner.throttles, learner.gave_up)
                     for kind, (learner, _) in self.learned.items()
-                    if learner.rate is not None
+                    if learner.rate is not None or learner.gave_up
                 ),
             )

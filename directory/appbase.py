@@ -316,9 +316,12 @@ class AdaptiveConcurrency(BaseModel):
     """What Roster learns from the app's answers. The in-flight limit between ``min`` and
     the app's ``concurrency``: halved on a 429 or a timeout, or when latency rises above
     ``latency_factor`` times its baseline; one more after each window of good answers
-    (``connectors.concurrency.AimdLimit``). With ``learn_rate``, a read or write budget
-    learned from the app's 429s for each kind that ``rate_limits`` leaves without one
-    (``connectors.learnedrate``): concurrency cannot cap a per-minute limit.
+    (``connectors.concurrency.AimdLimit``). With ``learn_rate`` (off unless asked for), a
+    read or write budget learned from the app's 429s for each kind that ``rate_limits``
+    leaves without one (``connectors.learnedrate``): concurrency cannot cap a per-minute
+    limit. It is opt-in because it reads every 429 as a rate limit: an app that answers
+    429 for other reasons (or a fault injected at random) would slow Roster down before
+    the learner sees its 429s come whatever the pace and gives up.
     ``adaptive: false`` (``enabled: false``) turns both off: ``concurrency`` is fixed and
     only configured budgets hold the pace."""
 
@@ -326,7 +329,7 @@ class AdaptiveConcurrency(BaseModel):
     enabled: bool = True
     min: int = Field(1, ge=1, le=64)
     latency_factor: float = Field(3.0, gt=1, le=100, allow_inf_nan=False)
-    learn_rate: bool = True
+    learn_rate: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -8,6 +8,7 @@ scim2-server behind the proxy, with and without learning.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,15 +30,22 @@ from tests.traffic_support import FakeClock, load
 # -- configuration ----------------------------------------------------------------------
 
 
-def test_by_default_each_kind_without_a_budget_learns_its_rate(tmp_path: Path) -> None:
-    app = load(tmp_path, "    rate_limits:\n      writes: {per_minute: 180, burst: 20}\n")
-    assert app.adaptive.learn_rate
+def test_asked_for_each_kind_without_a_budget_learns_its_rate(tmp_path: Path) -> None:
+    budget = "    rate_limits:\n      writes: {per_minute: 180, burst: 20}\n"
+    assert not load(tmp_path, budget).adaptive.learn_rate  # opt-in
+    app = load(tmp_path, budget + "    adaptive: {learn_rate: true}\n")
     built = traffic(app)
     assert set(built.learned) == {Kind.READ}  # the configured write budget is used as is
 
 
 @pytest.mark.parametrize(
-    "extra", ["    adaptive: false\n", "    adaptive: {learn_rate: false}\n", "    rate_limit: 5\n"]
+    "extra",
+    [
+        "",
+        "    adaptive: false\n",
+        "    adaptive: {learn_rate: false}\n",
+        "    adaptive: {learn_rate: true}\n    rate_limit: 5\n",
+    ],
 )
 def test_nothing_is_learned_when_off_or_when_every_kind_has_a_budget(
     tmp_path: Path, extra: str
@@ -68,7 +76,7 @@ def test_no_limit_until_the_first_429_and_the_initial_burst_is_not_counted() -> 
     assert learner.rate == pytest.approx(3.0 * (1 - learner.margin))
 
 
-def test_one_wave_of_429s_backs_off_once_and_never_below_the_floor() -> None:
+def test_one_wave_of_429s_backs_off_once_and_never_below_half_the_best_rate_seen() -> None:
     learner = RateLearner(floor=0.5, backoff=0.5)
     learner.throttled(sent_at=0.0, now=0.0)
     for i in range(4):
@@ -79,10 +87,18 @@ def test_one_wave_of_429s_backs_off_once_and_never_below_the_floor() -> None:
         learner.throttled(sent_at=1.9, now=2.01)
     assert learner.rate == pytest.approx(1.96) and learner.throttles == 5
     now = 2.1
-    for _ in range(10):  # a new 429 each time, too soon for an estimate: halve, down to the floor
-        learner.throttled(sent_at=now, now=now)
+    for _ in range(10):  # a new 429 each time, too soon for an estimate: halve, down to
+        learner.throttled(sent_at=now, now=now)  # half the 2/s the app was seen to accept
         now += 0.1
-    assert learner.rate == 0.5
+    assert learner.rate == pytest.approx(1.0)
+    high_floor = RateLearner(floor=1.5, backoff=0.5)
+    high_floor.throttled(sent_at=0.0, now=0.0)
+    for i in range(4):
+        high_floor.accepted(0.1 + i * 0.5)
+    high_floor.throttled(sent_at=2.0, now=2.0)
+    for step in range(10):
+        high_floor.throttled(sent_at=2.1 + step / 10, now=2.1 + step / 10)
+    assert high_floor.rate == 1.5  # and never below the floor
 
 
 def test_429s_alone_cannot_push_the_rate_below_half_the_last_estimate() -> None:
@@ -204,6 +220,35 @@ def test_a_long_run_sits_just_under_the_apps_rate_with_few_429s() -> None:
     assert 0.95 * 3 <= learned.per_second <= 1.05 * 3
     assert run.achieved() >= 0.97
     assert run.refused_share <= 0.01
+
+
+def test_429s_that_come_whatever_the_pace_are_not_learnt_as_a_rate() -> None:
+    """An app (or the chaos suite's proxy) that refuses one request in fifty at random,
+    with Retry-After: 1. Each estimate would come out under the last, and Roster would
+    slow down step by step to its floor; it gives up learning instead and keeps its pace,
+    the app-wide pauses aside."""
+    clock = FakeClock()
+    control = Traffic("app", learner=RateLearner, clock=clock, sleep=clock.sleep)
+    chance = random.Random(7)
+    started = clock.now
+    for _ in range(3000):
+        control.begin()
+        while True:
+            ticket = control.enter("POST")
+            clock.sleep(0.01)
+            if chance.random() >= 0.02:
+                control.leave(ticket, status=201, headers={})
+                break
+            clock.sleep(control.leave(ticket, status=429, retry_after=1.0) or 0.0)
+    stats = control.stats()
+    learner, bucket = control.learned[Kind.WRITE]
+    assert learner.gave_up and learner.rate is None and bucket.rate is None
+    assert stats.learned[0].describe().startswith("no write rate learned: its ")
+    # 3,000 writes at 10 ms each and a second's pause per 429: what it costs without
+    # learning. Learning, until it gave up, paced Roster at no less than half of what
+    # the app was seen to accept: at most a few tens of seconds more.
+    unpaced = 3000 * 0.01 + stats.throttled * 1.0
+    assert clock.now - started < unpaced + 45
 
 
 def test_the_learned_rate_follows_an_app_whose_limit_rises() -> None:
