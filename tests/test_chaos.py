@@ -43,6 +43,10 @@ FAULT_SHARE = 0.2
 SEED = int(os.environ.get("ROSTER_CHAOS_SEED", "20260"))
 #: per request; the proxy holds a "timeout" half a second longer than this
 TIMEOUT = 1.0
+#: accounts per listed page: scim2-server takes 0.4 s to serve a page of 500 (its
+#: default) on an idle core of this machine, and over the 1 s timeout while it also
+#: takes the other app's writes; a page of 200 takes 0.16 s
+PAGE_SIZE = 200
 #: every kind evenly over all requests, plus the two kinds only list requests can get
 #: (about 1 request in 20) at 4% of those, so that each kind shows up in every run of
 #: the suite and the share of faulty requests stays about 20%
@@ -71,7 +75,14 @@ def chaos_site(
         with proxy:
             env = make_installation(
                 APPS,
-                **{app: {"base_url": f"{proxy.url}/{app}/v2", "timeout": TIMEOUT} for app in APPS},
+                **{
+                    app: {
+                        "base_url": f"{proxy.url}/{app}/v2",
+                        "timeout": TIMEOUT,
+                        "page_size": PAGE_SIZE,
+                    }
+                    for app in APPS
+                },
             )
             for app in APPS:  # make_installation routes apps in-process: use the sockets
                 session.TRANSPORTS.pop(app, None)
