@@ -37,6 +37,13 @@ How it learns:
   further confirmation (up to ``max_plateau``): near a limit that does not move, Roster
   sits just under it and probes, and meets a 429, ever more rarely. An estimate that
   moved (the limit changed) starts probing at once again.
+* **Give up when the 429s follow Roster's pace.** Under a rate limit, Roster a margin
+  under an estimate meets no 429 until it probes above the limit, so the next estimate
+  confirms the last (or the limit fell, once). When ``give_up_after`` estimates in a row
+  each come out under the one before, the 429s are not a rate limit (faults, an app that
+  refuses for other reasons): the learner drops its rate for the rest of the run
+  (``gave_up``), and Roster's traffic line says so. This is why learning is opt-in
+  (``adaptive.learn_rate``): it costs a slower start wherever 429s mean something else.
 
 Headers: a published quota with its window (``RateLimit-Policy`` or ``RateLimit-Limit``
 in the IETF draft's ``10;w=1`` form, draft-ietf-httpapi-ratelimit-headers), read from the
