@@ -59,7 +59,7 @@ class ScimServer:
 @contextlib.contextmanager
 def scim_server(tenants: list[str], token: str, log: Path) -> Iterator[ScimServer]:
     """Run ``scim2-server`` on a free port, its access log (stderr) going to ``log``."""
-    from tests.scim_apps import free_port
+    from tests.scim_apps import free_port, wait_until_serving
 
     port = free_port()
     exe = Path(sys.executable).with_name("scim2-server")
@@ -70,25 +70,12 @@ def scim_server(tenants: list[str], token: str, log: Path) -> Iterator[ScimServe
     with log.open("wb") as sink:
         proc = subprocess.Popen(args, stdout=sink, stderr=sink, env=dict(os.environ))
     try:
-        _wait_until_up(f"{root}/{tenants[0]}/v2/ServiceProviderConfig", proc)
+        url = f"{root}/{tenants[0]}/v2/ServiceProviderConfig"
+        wait_until_serving(proc, url, "scim2-server", timeout=60)
         yield ScimServer(root, log, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("scim2-server did not start") from None
-            time.sleep(0.1)
 
 
 # -- a hand-written SCIM client: the baseline Roster is measured against ----------------------
